@@ -10,6 +10,7 @@
 //! - [`types`]: [`Protocol`], [`QoS`], [`ReasonCode`].
 //! - [`bytestr`]: [`ByteStr`], UTF-8 text sharing the receive buffer.
 //! - [`error`]: [`DecodeError`], [`EncodeError`].
+//! - `wire` (private): integers, variable byte integers, strings and binary data.
 //!
 //! # Example
 //! ```
@@ -29,6 +30,7 @@ pub mod packet;
 pub mod properties;
 pub mod topic;
 pub mod types;
+mod wire;
 
 pub use bytestr::ByteStr;
 pub use error::{DecodeError, EncodeError};
@@ -38,7 +40,9 @@ pub use packet::{
     Will,
 };
 pub use properties::Properties;
-pub use topic::{matches, parse_shared, validate_topic_filter, validate_topic_name, SharedFilter, TopicError};
+pub use topic::{
+    matches, parse_shared, validate_topic_filter, validate_topic_name, SharedFilter, TopicError,
+};
 pub use types::{Protocol, QoS, ReasonCode};
 
 /// The largest remaining length MQTT's variable byte integer can express (256 MiB - 1).

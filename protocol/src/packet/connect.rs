@@ -1,0 +1,240 @@
+//! CONNECT (3.1.1 section 3.1, 5.0 section 3.1): the packet that fixes a connection's level.
+//!
+//! CONNECT announces its own protocol level, so it is read and written by that level rather than
+//! the connection's: `MQIsdp`/3 is MQTT 3.1, `MQTT`/4 is 3.1.1, `MQTT`/5 is 5.0.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::properties::Scope;
+use crate::{
+    validate_topic_name, wire, ByteStr, DecodeError, EncodeError, Properties, Protocol, QoS,
+};
+
+/// CONNECT: the first packet of every connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    /// Protocol level requested by the client.
+    pub protocol: Protocol,
+    /// Clean Session (3.1.1) / Clean Start (5.0).
+    pub clean_start: bool,
+    /// Keep alive in seconds; 0 disables it.
+    pub keep_alive: u16,
+    /// Client identifier; may be empty (the server then assigns one or refuses, per level).
+    pub client_id: ByteStr,
+    /// The Last Will, if any.
+    pub will: Option<Will>,
+    /// User name, if the flag is set.
+    pub username: Option<ByteStr>,
+    /// Password, if the flag is set (binary data).
+    pub password: Option<Bytes>,
+    /// CONNECT properties (5.0).
+    pub properties: Properties,
+}
+
+/// A Last Will message carried in CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    /// Will topic.
+    pub topic: ByteStr,
+    /// Will payload.
+    pub payload: Bytes,
+    /// Will QoS.
+    pub qos: QoS,
+    /// Will retain flag.
+    pub retain: bool,
+    /// Will properties (5.0): delay interval, expiry, content type, response topic...
+    pub properties: Properties,
+}
+
+/// Connect flags (3.1.2.3).
+mod flag {
+    pub(super) const RESERVED: u8 = 0x01;
+    pub(super) const CLEAN_START: u8 = 0x02;
+    pub(super) const WILL: u8 = 0x04;
+    pub(super) const WILL_QOS_SHIFT: u8 = 3;
+    pub(super) const WILL_QOS_MASK: u8 = 0x18;
+    pub(super) const WILL_RETAIN: u8 = 0x20;
+    pub(super) const PASSWORD: u8 = 0x40;
+    pub(super) const USERNAME: u8 = 0x80;
+}
+
+/// The protocol name a level announces.
+fn protocol_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::V3_1 => "MQIsdp",
+        Protocol::V3_1_1 | Protocol::V5 => "MQTT",
+    }
+}
+
+/// Reads the protocol name and level.
+fn read_protocol(body: &mut Bytes) -> Result<Protocol, DecodeError> {
+    let name = wire::read_string(body)?;
+    let level = wire::read_u8(body)?;
+    match (name.as_str(), level) {
+        ("MQIsdp", 3) => Ok(Protocol::V3_1),
+        ("MQTT", 4) => Ok(Protocol::V3_1_1),
+        ("MQTT", 5) => Ok(Protocol::V5),
+        _ => Err(DecodeError::UnsupportedProtocol {
+            name: name.to_string(),
+            level,
+        }),
+    }
+}
+
+impl Connect {
+    /// Reads a CONNECT body at the level it announces.
+    pub(super) fn read(body: &mut Bytes) -> Result<Connect, DecodeError> {
+        let protocol = read_protocol(body)?;
+        let flags = wire::read_u8(body)?;
+        if flags & flag::RESERVED != 0 {
+            return Err(DecodeError::Malformed("CONNECT reserved flag is set"));
+        }
+        let has_will = flags & flag::WILL != 0;
+        let will_qos_bits = (flags & flag::WILL_QOS_MASK) >> flag::WILL_QOS_SHIFT;
+        let will_retain = flags & flag::WILL_RETAIN != 0;
+        let will_qos = QoS::from_u8(will_qos_bits).ok_or(DecodeError::Malformed("will QoS 3"))?;
+        if !has_will && (will_qos_bits != 0 || will_retain) {
+            return Err(DecodeError::Malformed(
+                "will QoS or will retain set without a will",
+            ));
+        }
+        let has_username = flags & flag::USERNAME != 0;
+        let has_password = flags & flag::PASSWORD != 0;
+        // 5.0 allows a password alone (for tokens); 3.1.1 does not (3.1.2-22).
+        if has_password && !has_username && !protocol.is_v5() {
+            return Err(DecodeError::Protocol("password without a user name"));
+        }
+        let keep_alive = wire::read_u16(body)?;
+        let properties = if protocol.is_v5() {
+            Properties::read(body, Scope::Connect)?
+        } else {
+            Properties::default()
+        };
+        let client_id = wire::read_string(body)?;
+        let will = if has_will {
+            Some(Will::read(body, protocol, will_qos, will_retain)?)
+        } else {
+            None
+        };
+        let username = has_username.then(|| wire::read_string(body)).transpose()?;
+        let password = has_password.then(|| wire::read_binary(body)).transpose()?;
+        Ok(Connect {
+            protocol,
+            clean_start: flags & flag::CLEAN_START != 0,
+            keep_alive,
+            client_id,
+            will,
+            username,
+            password,
+            properties,
+        })
+    }
+
+    /// The connect flags byte for this CONNECT.
+    fn flags(&self) -> u8 {
+        let mut flags = 0;
+        if self.clean_start {
+            flags |= flag::CLEAN_START;
+        }
+        if let Some(will) = &self.will {
+            flags |= flag::WILL | (will.qos as u8) << flag::WILL_QOS_SHIFT;
+            if will.retain {
+                flags |= flag::WILL_RETAIN;
+            }
+        }
+        if self.username.is_some() {
+            flags |= flag::USERNAME;
+        }
+        if self.password.is_some() {
+            flags |= flag::PASSWORD;
+        }
+        flags
+    }
+
+    /// The remaining length of this CONNECT.
+    pub(super) fn body_len(&self) -> usize {
+        let protocol = self.protocol;
+        let mut len = wire::prefixed_len(protocol_name(protocol).len()) + 1 + 1 + 2;
+        if protocol.is_v5() {
+            len += self.properties.encoded_len(Scope::Connect);
+        }
+        len += wire::prefixed_len(self.client_id.len());
+        if let Some(will) = &self.will {
+            len += will.len(protocol);
+        }
+        if let Some(username) = &self.username {
+            len += wire::prefixed_len(username.len());
+        }
+        if let Some(password) = &self.password {
+            len += wire::prefixed_len(password.len());
+        }
+        len
+    }
+
+    /// Writes the variable header and payload at the level of `self.protocol`.
+    pub(super) fn write(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        let protocol = self.protocol;
+        wire::write_string(buf, protocol_name(protocol), "protocol name")?;
+        buf.put_u8(protocol.level());
+        buf.put_u8(self.flags());
+        buf.put_u16(self.keep_alive);
+        if protocol.is_v5() {
+            self.properties.write(Scope::Connect, buf)?;
+        }
+        wire::write_string(buf, &self.client_id, "client identifier")?;
+        if let Some(will) = &self.will {
+            will.write(protocol, buf)?;
+        }
+        if let Some(username) = &self.username {
+            wire::write_string(buf, username, "user name")?;
+        }
+        if let Some(password) = &self.password {
+            wire::write_binary(buf, password, "password")?;
+        }
+        Ok(())
+    }
+}
+
+impl Will {
+    /// Reads the will part of the CONNECT payload; its QoS and retain come from the flags.
+    fn read(
+        body: &mut Bytes,
+        protocol: Protocol,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Will, DecodeError> {
+        let properties = if protocol.is_v5() {
+            Properties::read(body, Scope::Will)?
+        } else {
+            Properties::default()
+        };
+        let topic = wire::read_string(body)?;
+        validate_topic_name(&topic)?;
+        let payload = wire::read_binary(body)?;
+        Ok(Will {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        })
+    }
+
+    /// The size of the will properties, topic and payload.
+    fn len(&self, protocol: Protocol) -> usize {
+        let properties = if protocol.is_v5() {
+            self.properties.encoded_len(Scope::Will)
+        } else {
+            0
+        };
+        properties + wire::prefixed_len(self.topic.len()) + wire::prefixed_len(self.payload.len())
+    }
+
+    fn write(&self, protocol: Protocol, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        if protocol.is_v5() {
+            self.properties.write(Scope::Will, buf)?;
+        }
+        wire::write_string(buf, &self.topic, "will topic")?;
+        wire::write_binary(buf, &self.payload, "will payload")
+    }
+}
