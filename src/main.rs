@@ -1,1 +1,40 @@
-fn main() {}
+//! `fleetmq`: the command line. Each subcommand is a thin module that turns flags into a
+//! validated configuration and calls into the library crates.
+
+mod broker_cmd;
+mod exit;
+
+use clap::{Parser, Subcommand};
+
+/// fleetmq: fleet telemetry over MQTT — broker, archive, simulator and analytics.
+#[derive(Debug, Parser)]
+#[command(name = "fleetmq", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the MQTT broker (3.1, 3.1.1 and 5.0), one shard per core.
+    Broker(broker_cmd::BrokerArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Broker(args) => broker_cmd::run(args),
+    };
+    std::process::exit(exit::code(result));
+}
+
+/// Logs go to stderr; `RUST_LOG` picks what (default: info for fleetmq's crates).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

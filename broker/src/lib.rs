@@ -1,1 +1,44 @@
-//! broker
+//! fleetmq's MQTT broker: MQTT 3.1, 3.1.1 and 5.0, thread-per-core on glommio (io_uring).
+//!
+//! # Execution model
+//! One glommio executor per core (a *shard*). Every shard binds the same port with SO_REUSEPORT
+//! and owns the connections the kernel gives it, with their sessions and queues; its state is
+//! single-threaded (`Rc<RefCell<_>>`), so the hot path takes no lock. Shards talk only through
+//! one glommio channel mesh carrying [`mesh::ShardMsg`]: subscription and retained-message
+//! replication, batched deliveries, and the client-id claim protocol that moves a session to
+//! the shard where its client reconnected.
+//!
+//! # Layout
+//! - [`server`]: [`start`] binds listeners and runs the shards; [`BrokerHandle`] stops them.
+//! - [`shard`]: a shard's state, routing of a message, mesh message handling, the sweeper.
+//! - [`connection`]: the per-connection MQTT state machine (reader and writer tasks).
+//! - [`session`]: session state that survives a connection and moves between shards.
+//! - [`trie`]: the subscription table (`+`, `#`, `$share/`).
+//! - [`mesh`]: messages between shards and the per-peer queues that never block a shard.
+//! - [`message`]: messages and deliveries, shared (`Bytes`), never copied per subscriber.
+//! - [`outbox`]: a connection's outbound queue and close signal.
+//! - [`metrics`]: per-shard counters.
+//! - [`config`]: [`Config`] and its limits.
+//!
+//! # Example
+//! ```no_run
+//! let config = broker::Config::default();
+//! let handle = broker::start(config).expect("broker starts");
+//! println!("listening on {}", handle.mqtt_addr());
+//! handle.shutdown();
+//! handle.join().expect("clean stop");
+//! ```
+
+pub mod config;
+pub mod connection;
+pub mod mesh;
+pub mod message;
+pub mod metrics;
+pub mod outbox;
+pub mod server;
+pub mod session;
+pub mod shard;
+pub mod trie;
+
+pub use config::{Config, Limits};
+pub use server::{start, BrokerError, BrokerHandle};

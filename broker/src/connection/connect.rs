@@ -1,0 +1,193 @@
+//! CONNECT: checks, session claim (takeover across shards), CONNACK and redelivery.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use futures_lite::AsyncWrite;
+use protocol::{ByteStr, ConnAck, Connect, Packet, Properties, Protocol, PubAck, ReasonCode};
+
+use super::{Conn, Ending};
+use crate::{
+    mesh::ShardMsg,
+    session::SessionState,
+    shard::{ConnLink, SessionSlot},
+};
+
+/// Source of assigned client identifiers; unique within the process, across shards.
+static ASSIGNED_IDS: AtomicU64 = AtomicU64::new(1);
+
+impl Conn {
+    /// Accepts or refuses CONNECT. On success the session is attached and CONNACK queued.
+    pub(super) async fn connect<W: AsyncWrite + Unpin + 'static>(
+        &mut self,
+        connect: Connect,
+        writer: W,
+    ) -> Result<(), Ending> {
+        self.protocol = connect.protocol;
+        let v5 = self.protocol.is_v5();
+        let limits = self.shard.config.limits.clone();
+        let alias_max = if v5 {
+            connect.properties.topic_alias_maximum.unwrap_or(0)
+        } else {
+            0
+        };
+        self.start_writer(writer, alias_max);
+
+        if v5 && connect.properties.authentication_method.is_some() {
+            return Err(self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD));
+        }
+        let mut assigned = None;
+        let client_id = if connect.client_id.is_empty() {
+            // 3.1 requires an id; 3.1.1 allows none only with a clean session (3.1.3.1);
+            // 5.0 always allows none and tells the client what it got.
+            if connect.protocol == Protocol::V3_1 || (!v5 && !connect.clean_start) {
+                return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+            }
+            let n = ASSIGNED_IDS.fetch_add(1, Ordering::Relaxed);
+            let id = ByteStr::from(format!("fleetmq-{}-{n}", std::process::id()));
+            if v5 {
+                assigned = Some(id.clone());
+            }
+            id
+        } else {
+            connect.client_id.clone()
+        };
+
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        if v5
+            && limits.max_keepalive != 0
+            && (keep_alive == 0 || keep_alive > limits.max_keepalive)
+            && limits.max_keepalive != u16::MAX
+        {
+            keep_alive = limits.max_keepalive;
+            server_keep_alive = Some(keep_alive);
+        }
+
+        self.session_expiry = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            limits.persistent_session_expiry
+        };
+
+        let prior = self.shard.claim_session(&client_id).await;
+        let now = Instant::now();
+        let (mut state, present) = match prior {
+            Some(old) if !connect.clean_start && !old.is_expired(now) => (*old, true),
+            Some(old) => {
+                let filters: Vec<ByteStr> = old.subscriptions.keys().cloned().collect();
+                if !filters.is_empty() {
+                    let id = client_id.clone();
+                    self.shard.broadcast(|| ShardMsg::SubRemove {
+                        client_id: id.clone(),
+                        filters: filters.clone(),
+                    });
+                }
+                (
+                    SessionState::new(client_id.clone(), self.session_expiry),
+                    false,
+                )
+            }
+            None => (
+                SessionState::new(client_id.clone(), self.session_expiry),
+                false,
+            ),
+        };
+        state.expiry_interval = self.session_expiry;
+        state.disconnected_at = None;
+        if present && !state.subscriptions.is_empty() {
+            let filters: Vec<ByteStr> = state.subscriptions.keys().cloned().collect();
+            let (id, shard) = (client_id.clone(), self.shard.id);
+            self.shard.broadcast(|| ShardMsg::SubRelocate {
+                client_id: id.clone(),
+                filters: filters.clone(),
+                shard,
+            });
+        }
+
+        let window = if v5 {
+            usize::from(connect.properties.receive_maximum.unwrap_or(u16::MAX))
+        } else {
+            usize::from(limits.max_inflight)
+        };
+        let link = ConnLink {
+            conn_id: self.id,
+            outbox: self.outbox.clone(),
+            control: self.control.clone(),
+            protocol: self.protocol,
+            window,
+            max_packet: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
+        };
+        let evict = {
+            let mut st = self.shard.state.borrow_mut();
+            st.moved_to.remove(&client_id);
+            st.sessions.insert(
+                client_id.clone(),
+                SessionSlot {
+                    state,
+                    link: Some(link),
+                    conn_id: self.id,
+                },
+            );
+            st.evict_after_claim.remove(&client_id)
+        };
+        self.client_id = Some(client_id.clone());
+        self.will = connect.will;
+        self.timeout
+            .set((keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)));
+
+        let mut properties = Properties::default();
+        if v5 {
+            properties.receive_maximum = Some(limits.max_inflight);
+            properties.maximum_packet_size = Some(limits.max_packet_size);
+            properties.topic_alias_maximum = Some(limits.topic_alias_maximum);
+            properties.assigned_client_identifier = assigned;
+            properties.server_keep_alive = server_keep_alive;
+        }
+        self.outbox.push(Packet::ConnAck(ConnAck {
+            session_present: present,
+            reason: ReasonCode::SUCCESS,
+            properties,
+        }));
+        tracing::debug!(shard = self.shard.id, peer = %self.peer, client_id = %client_id, protocol = %self.protocol, present, "client connected");
+
+        // Resend what was in flight, in order (MQTT 4.4), then whatever queued while offline.
+        self.with_slot(|slot| {
+            let now = Instant::now();
+            for flight in &slot.state.inflight {
+                let packet = if flight.released {
+                    Packet::PubRel(PubAck {
+                        pkid: flight.pkid,
+                        reason: ReasonCode::SUCCESS,
+                        properties: Properties::default(),
+                    })
+                } else {
+                    Packet::Publish(flight.delivery.to_publish(flight.pkid, true, now))
+                };
+                self.outbox.push(packet);
+            }
+            self.shard.pump(slot, now);
+        });
+
+        if let Some((to, req)) = evict {
+            // Another connection with this id arrived while we were claiming: it wins.
+            self.shard.handle(ShardMsg::Evict { client_id, to, req });
+        }
+        Ok(())
+    }
+
+    /// Queues a refusing CONNACK; the connection then closes.
+    fn refuse(&mut self, reason: ReasonCode) -> Ending {
+        tracing::info!(shard = self.shard.id, peer = %self.peer, reason = %reason, "CONNECT refused");
+        self.outbox.push(Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason,
+            properties: Properties::default(),
+        }));
+        Ending::Refused
+    }
+}

@@ -1,0 +1,163 @@
+//! PUBLISH from the client and the acknowledgements of both directions' QoS 1/2 flows.
+
+use std::time::Instant;
+
+use protocol::{Packet, Properties, PubAck, Publish, QoS, ReasonCode};
+
+use super::{Conn, Ending};
+use crate::{mesh::ShardMsg, message::Message};
+
+fn ack(pkid: u16, reason: ReasonCode) -> PubAck {
+    PubAck {
+        pkid,
+        reason,
+        properties: Properties::default(),
+    }
+}
+
+impl Conn {
+    pub(super) async fn on_publish(&mut self, mut publish: Publish) -> Result<(), Ending> {
+        let Some(client_id) = self.client_id.clone() else {
+            return Ok(());
+        };
+        self.shard
+            .metrics
+            .count_in(publish.qos, publish.payload.len() + publish.topic.len());
+        if self.protocol.is_v5() {
+            self.resolve_alias(&mut publish)?;
+        }
+        let (pkid, qos) = (publish.pkid, publish.qos);
+        if qos == QoS::ExactlyOnce {
+            let limit = usize::from(self.shard.config.limits.max_inflight);
+            let seen = self.with_slot(|slot| {
+                let q2 = &slot.state.inbound_qos2;
+                (q2.contains(&pkid), q2.len() >= limit)
+            });
+            match seen {
+                // A redelivery of a message we already have: acknowledge, do not route again.
+                Some((true, _)) => {
+                    self.outbox
+                        .push(Packet::PubRec(ack(pkid, ReasonCode::SUCCESS)));
+                    return Ok(());
+                }
+                Some((false, true)) => {
+                    return Err(Ending::violation(
+                        ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                        "more unreleased QoS 2 messages than Receive Maximum",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let message = Message::from_publish(publish, Some(client_id), Instant::now());
+        if message.retain {
+            let stored = (!message.payload.is_empty()).then(|| message.clone());
+            let topic = message.topic.clone();
+            self.shard.broadcast(|| ShardMsg::Retain {
+                topic: topic.clone(),
+                message: stored.clone(),
+            });
+            if qos != QoS::AtMostOnce {
+                // Acknowledge only once every shard has it: a subscribe anywhere then sees it.
+                self.shard.barrier().await;
+            }
+        }
+        let outcome = self.shard.route(&message);
+        let reason = if self.protocol.is_v5() && outcome.matched == 0 {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.outbox.push(Packet::PubAck(ack(pkid, reason))),
+            QoS::ExactlyOnce => {
+                self.with_slot(|slot| slot.state.inbound_qos2.insert(pkid));
+                self.outbox.push(Packet::PubRec(ack(pkid, reason)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a 5.0 Topic Alias: records it when a topic comes with it, substitutes it when
+    /// the topic is empty.
+    fn resolve_alias(&mut self, publish: &mut Publish) -> Result<(), Ending> {
+        let Some(alias) = publish.properties.topic_alias.take() else {
+            return Ok(());
+        };
+        if alias == 0 || alias > self.shard.config.limits.topic_alias_maximum {
+            return Err(Ending::violation(
+                ReasonCode::TOPIC_ALIAS_INVALID,
+                format!(
+                    "topic alias {alias} outside 1..={}",
+                    self.shard.config.limits.topic_alias_maximum
+                ),
+            ));
+        }
+        if publish.topic.is_empty() {
+            match self.inbound_aliases.get(&alias) {
+                Some(topic) => publish.topic = topic.clone(),
+                None => {
+                    return Err(Ending::violation(
+                        ReasonCode::PROTOCOL_ERROR,
+                        format!("topic alias {alias} used before it was set"),
+                    ))
+                }
+            }
+        } else {
+            self.inbound_aliases.insert(alias, publish.topic.clone());
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_puback(&mut self, a: PubAck) {
+        let shard = self.shard.clone();
+        self.with_slot(|slot| {
+            if slot.state.complete(a.pkid, QoS::AtLeastOnce) {
+                shard.pump(slot, Instant::now());
+            }
+        });
+    }
+
+    pub(super) fn on_pubrec(&mut self, a: PubAck) {
+        let shard = self.shard.clone();
+        let known = self.with_slot(|slot| {
+            if a.reason.is_error() {
+                // 5.0: a PUBREC with an error ends the exchange; no PUBREL follows.
+                slot.state.forget(a.pkid);
+                shard.pump(slot, Instant::now());
+                return None;
+            }
+            Some(slot.state.received(a.pkid))
+        });
+        if let Some(Some(known)) = known {
+            let reason = if known {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+            };
+            self.outbox.push(Packet::PubRel(ack(a.pkid, reason)));
+        }
+    }
+
+    pub(super) fn on_pubrel(&mut self, a: PubAck) {
+        let known = self
+            .with_slot(|slot| slot.state.inbound_qos2.remove(&a.pkid))
+            .unwrap_or(false);
+        let reason = if known {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        };
+        self.outbox.push(Packet::PubComp(ack(a.pkid, reason)));
+    }
+
+    pub(super) fn on_pubcomp(&mut self, a: PubAck) {
+        let shard = self.shard.clone();
+        self.with_slot(|slot| {
+            if slot.state.complete(a.pkid, QoS::ExactlyOnce) {
+                shard.pump(slot, Instant::now());
+            }
+        });
+    }
+}

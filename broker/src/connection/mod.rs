@@ -1,0 +1,443 @@
+//! One client connection: the MQTT state machine, generic over the byte stream so TCP, TLS and
+//! WebSocket all feed the same code.
+//!
+//! Each connection runs as two tasks on the shard that accepted it: this reader, which decodes
+//! packets and acts on them, and a writer ([`writer`]) that drains the connection's outbox. The
+//! reader waits on its socket and on its [`Control`] at once, so the keepalive sweep, a takeover
+//! or shutdown can end it without touching the socket.
+
+mod connect;
+mod inbound;
+mod subscribe;
+mod writer;
+
+use std::{
+    cell::Cell,
+    collections::HashMap,
+    net::SocketAddr,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use bytes::BytesMut;
+use futures_lite::{io::split, AsyncRead, AsyncReadExt, AsyncWrite};
+use glommio::Task;
+use protocol::{
+    decode, ByteStr, DecodeError, Disconnect, Packet, Protocol, Publish, ReasonCode, Will,
+};
+
+use crate::{
+    mesh::ShardMsg,
+    message::Message,
+    metrics::bump,
+    outbox::{CloseRequest, Control, Outbox},
+    shard::{ConnEntry, SessionSlot, Shard},
+};
+
+/// How a connection ended, which decides what is sent, and whether the Will goes out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ending {
+    /// The client sent DISCONNECT; `keep_will` for 5.0 reason 0x04.
+    ClientDisconnect { keep_will: bool },
+    /// The socket closed or failed without DISCONNECT.
+    PeerGone,
+    /// The client broke the protocol; 5.0 clients are told why.
+    Violation(ReasonCode, String),
+    /// The broker closes it (keepalive, takeover, shutdown, slow consumer).
+    Requested(CloseRequest),
+    /// CONNECT was refused with a CONNACK already queued.
+    Refused,
+}
+
+impl Ending {
+    fn violation(code: ReasonCode, why: impl Into<String>) -> Ending {
+        Ending::Violation(code, why.into())
+    }
+}
+
+/// What one read brought.
+enum ReadEvent {
+    Data,
+    Eof,
+    Error(std::io::Error),
+    Close(CloseRequest),
+}
+
+/// Serves one accepted connection until it ends.
+pub async fn serve<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let conn_id = shard.next_conn_id();
+    let control = Rc::new(Control::default());
+    let last_seen = Rc::new(Cell::new(Instant::now()));
+    let timeout = Rc::new(Cell::new(Some(shard.config.limits.connect_timeout)));
+    shard.state.borrow_mut().connections.insert(
+        conn_id,
+        ConnEntry {
+            control: control.clone(),
+            last_seen: last_seen.clone(),
+            timeout: timeout.clone(),
+        },
+    );
+    bump(&shard.metrics.connections, 1);
+    bump(&shard.metrics.connections_total, 1);
+    if shard.stopping.get() {
+        control.close(CloseRequest::Shutdown);
+    }
+    let (reader, writer) = split(stream);
+    let mut conn = Conn {
+        shard: shard.clone(),
+        id: conn_id,
+        peer,
+        protocol: Protocol::V5,
+        outbox: Rc::new(Outbox::default()),
+        control,
+        last_seen,
+        timeout,
+        client_id: None,
+        will: None,
+        session_expiry: 0,
+        inbound_aliases: HashMap::new(),
+        writer_task: None,
+    };
+    conn.run(reader, writer).await;
+    shard.state.borrow_mut().connections.remove(&conn_id);
+    shard
+        .metrics
+        .connections
+        .set(shard.metrics.connections.get().saturating_sub(1));
+}
+
+/// The reader's state for one connection.
+struct Conn {
+    shard: Rc<Shard>,
+    id: u64,
+    peer: SocketAddr,
+    protocol: Protocol,
+    outbox: Rc<Outbox>,
+    control: Rc<Control>,
+    last_seen: Rc<Cell<Instant>>,
+    timeout: Rc<Cell<Option<Duration>>>,
+    /// Set once CONNECT is accepted.
+    client_id: Option<ByteStr>,
+    will: Option<Will>,
+    session_expiry: u32,
+    /// Topic aliases the client set (5.0), alias -> topic.
+    inbound_aliases: HashMap<u16, ByteStr>,
+    writer_task: Option<Task<()>>,
+}
+
+impl Conn {
+    async fn run<R, W>(&mut self, mut reader: R, writer: W)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + 'static,
+    {
+        let max_packet = self.shard.config.limits.max_packet_size;
+        let mut buf = BytesMut::new();
+        let mut writer = Some(writer);
+
+        // Until CONNECT, the only acceptable packet is CONNECT.
+        let connect = loop {
+            match decode(&mut buf, Protocol::V5, max_packet) {
+                Ok(Some(Packet::Connect(connect))) => break connect,
+                Ok(Some(other)) => {
+                    self.count_violation();
+                    tracing::debug!(peer = %self.peer, packet = other.name(), "first packet is not CONNECT");
+                    return;
+                }
+                Ok(None) => match read_some(&mut reader, &mut buf, &self.control).await {
+                    ReadEvent::Data => {}
+                    _ => return,
+                },
+                Err(e) => {
+                    self.count_violation();
+                    tracing::debug!(peer = %self.peer, error = %e, "bad CONNECT");
+                    if let (DecodeError::UnsupportedProtocol { .. }, Some(w)) = (&e, writer.take())
+                    {
+                        // 3.1.1 section 3.1.2.2: answer an unknown level with return code 0x01.
+                        self.protocol = Protocol::V3_1_1;
+                        self.start_writer(w, 0);
+                        self.outbox.push(Packet::ConnAck(protocol::ConnAck {
+                            session_present: false,
+                            reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                            properties: Default::default(),
+                        }));
+                        self.finish(Ending::Refused).await;
+                    }
+                    return;
+                }
+            }
+        };
+        let Some(w) = writer.take() else { return };
+        let ending = match self.connect(connect, w).await {
+            Err(ending) => ending,
+            Ok(()) => self.serve_packets(&mut reader, &mut buf, max_packet).await,
+        };
+        self.finish(ending).await;
+    }
+
+    async fn serve_packets<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        buf: &mut BytesMut,
+        max_packet: u32,
+    ) -> Ending {
+        loop {
+            loop {
+                match decode(buf, self.protocol, max_packet) {
+                    Ok(Some(packet)) => {
+                        if let Err(ending) = self.handle(packet).await {
+                            return ending;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Ending::violation(e.reason_code(), e.to_string()),
+                }
+            }
+            if self.outbox.len() > 4 * self.shard.config.limits.max_outbox_packets {
+                return Ending::Requested(CloseRequest::SlowConsumer);
+            }
+            match read_some(reader, buf, &self.control).await {
+                ReadEvent::Data => self.last_seen.set(Instant::now()),
+                ReadEvent::Eof => return Ending::PeerGone,
+                ReadEvent::Error(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "read failed");
+                    return Ending::PeerGone;
+                }
+                ReadEvent::Close(why) => return Ending::Requested(why),
+            }
+        }
+    }
+
+    async fn handle(&mut self, packet: Packet) -> Result<(), Ending> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish).await,
+            Packet::PubAck(ack) => {
+                self.on_puback(ack);
+                Ok(())
+            }
+            Packet::PubRec(ack) => {
+                self.on_pubrec(ack);
+                Ok(())
+            }
+            Packet::PubRel(ack) => {
+                self.on_pubrel(ack);
+                Ok(())
+            }
+            Packet::PubComp(ack) => {
+                self.on_pubcomp(ack);
+                Ok(())
+            }
+            Packet::Subscribe(sub) => self.on_subscribe(sub).await,
+            Packet::Unsubscribe(unsub) => self.on_unsubscribe(unsub).await,
+            Packet::PingReq => {
+                self.outbox.push(Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => Err(self.on_disconnect(d)),
+            Packet::Connect(_) => Err(Ending::violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "second CONNECT on one connection",
+            )),
+            Packet::Auth(_) => Err(Ending::violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH without an authentication method in CONNECT",
+            )),
+            other => Err(Ending::violation(
+                ReasonCode::PROTOCOL_ERROR,
+                format!("{} is not sent by clients", other.name()),
+            )),
+        }
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Ending {
+        if self.protocol.is_v5() {
+            if let Some(expiry) = d.properties.session_expiry_interval {
+                if self.session_expiry == 0 && expiry != 0 {
+                    return Ending::violation(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "session expiry set in DISCONNECT after CONNECT gave 0",
+                    );
+                }
+                self.session_expiry = expiry;
+                self.with_slot(|slot| slot.state.expiry_interval = expiry);
+            }
+        }
+        Ending::ClientDisconnect {
+            keep_will: self.protocol.is_v5()
+                && d.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+        }
+    }
+
+    fn start_writer<W: AsyncWrite + Unpin + 'static>(&mut self, writer: W, alias_max: u16) {
+        let task = glommio::spawn_local(writer::run(
+            writer,
+            self.outbox.clone(),
+            self.protocol,
+            alias_max,
+            self.shard.clone(),
+        ));
+        self.writer_task = Some(task);
+    }
+
+    /// Runs `f` on this connection's session, if it is still attached to this connection.
+    fn with_slot<T>(&self, f: impl FnOnce(&mut SessionSlot) -> T) -> Option<T> {
+        let client_id = self.client_id.as_ref()?;
+        let mut st = self.shard.state.borrow_mut();
+        let slot = st.sessions.get_mut(client_id)?;
+        match &slot.link {
+            Some(link) if link.conn_id == self.id => Some(f(slot)),
+            _ => None,
+        }
+    }
+
+    fn count_violation(&self) {
+        bump(&self.shard.metrics.protocol_errors, 1);
+    }
+
+    /// Closes the connection: tells a 5.0 client why, flushes, detaches the session and sends
+    /// the Will when the ending calls for it.
+    async fn finish(&mut self, ending: Ending) {
+        match &ending {
+            Ending::Violation(code, why) => {
+                self.count_violation();
+                tracing::info!(shard = self.shard.id, peer = %self.peer, client_id = ?self.client_id, reason = %code, why, "closing connection: protocol violation");
+                self.send_disconnect(*code);
+            }
+            Ending::Requested(req) => {
+                tracing::debug!(shard = self.shard.id, client_id = ?self.client_id, request = ?req, "closing connection");
+                self.send_disconnect(req.reason_code());
+            }
+            _ => {}
+        }
+        self.outbox.close();
+        if let Some(task) = self.writer_task.take() {
+            let flushed = glommio::timer::timeout(Duration::from_secs(2), async {
+                task.await;
+                Ok(())
+            })
+            .await;
+            if flushed.is_err() {
+                tracing::debug!(client_id = ?self.client_id, "writer did not finish in time");
+            }
+        }
+        let Some(client_id) = self.client_id.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let ends_session = self
+            .with_slot(|slot| {
+                slot.link = None;
+                slot.state.disconnected_at = Some(now);
+                slot.state.expiry_interval == 0
+            })
+            .unwrap_or(false);
+        if ends_session {
+            self.shard.end_session(&client_id);
+        }
+        let will = self.will.take();
+        let send_will = match &ending {
+            Ending::ClientDisconnect { keep_will } => *keep_will,
+            Ending::Refused | Ending::Requested(CloseRequest::Shutdown) => false,
+            _ => true,
+        };
+        if let (true, Some(will)) = (send_will, will) {
+            let delay = will
+                .properties
+                .will_delay_interval
+                .unwrap_or(0)
+                .min(self.session_expiry);
+            let taken_over = ending == Ending::Requested(CloseRequest::TakenOver);
+            if delay == 0 {
+                publish_will(&self.shard, will, client_id);
+            } else if !taken_over {
+                schedule_will(self.shard.clone(), will, client_id, self.id, delay);
+            }
+        }
+    }
+
+    fn send_disconnect(&self, reason: ReasonCode) {
+        if self.protocol.is_v5() && self.writer_task.is_some() {
+            self.outbox.push(Packet::Disconnect(Disconnect {
+                reason,
+                properties: Default::default(),
+            }));
+        }
+    }
+}
+
+/// Reads once into `buf`, or returns early when the connection is asked to close.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    control: &Control,
+) -> ReadEvent {
+    if let Some(why) = control.requested() {
+        return ReadEvent::Close(why);
+    }
+    let start = buf.len();
+    buf.resize(start + 4096, 0);
+    let read = async {
+        match reader.read(&mut buf[start..]).await {
+            Ok(0) => (ReadEvent::Eof, 0),
+            Ok(n) => (ReadEvent::Data, n),
+            Err(e) => (ReadEvent::Error(e), 0),
+        }
+    };
+    let closed = async { (ReadEvent::Close(control.wait().await), 0) };
+    let (event, n) = futures_lite::future::or(read, closed).await;
+    buf.truncate(start + n);
+    event
+}
+
+/// Publishes a Will message now.
+fn publish_will(shard: &Rc<Shard>, will: Will, client_id: ByteStr) {
+    let Will {
+        topic,
+        payload,
+        qos,
+        retain,
+        mut properties,
+    } = will;
+    properties.will_delay_interval = None;
+    let publish = Publish {
+        dup: false,
+        qos,
+        retain,
+        topic,
+        pkid: 0,
+        payload,
+        properties,
+    };
+    let message = Message::from_publish(publish, Some(client_id.clone()), Instant::now());
+    tracing::debug!(client_id = %client_id, topic = %message.topic, "publishing will");
+    if message.retain {
+        let stored = (!message.payload.is_empty()).then(|| message.clone());
+        let topic = message.topic.clone();
+        shard.broadcast(|| ShardMsg::Retain {
+            topic: topic.clone(),
+            message: stored.clone(),
+        });
+    }
+    shard.route(&message);
+}
+
+/// Publishes a Will after its delay, unless the client reconnected in the meantime.
+fn schedule_will(shard: Rc<Shard>, will: Will, client_id: ByteStr, conn_id: u64, delay: u32) {
+    glommio::spawn_local(async move {
+        glommio::timer::sleep(Duration::from_secs(u64::from(delay))).await;
+        let reconnected = {
+            let st = shard.state.borrow();
+            match st.sessions.get(&client_id) {
+                Some(slot) => slot.link.is_some() || slot.conn_id != conn_id,
+                None => st.moved_to.contains_key(&client_id),
+            }
+        };
+        if !reconnected {
+            publish_will(&shard, will, client_id);
+        }
+    })
+    .detach();
+}

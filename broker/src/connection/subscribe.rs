@@ -1,0 +1,120 @@
+//! SUBSCRIBE and UNSUBSCRIBE: validate each filter, replicate to every shard, acknowledge once
+//! every shard has applied it, then send retained messages.
+
+use protocol::{
+    parse_shared, validate_topic_filter, ByteStr, Packet, Properties, ReasonCode, RetainHandling,
+    SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+
+use super::{Conn, Ending};
+use crate::{mesh::ShardMsg, session::SessionSubscription};
+
+impl Conn {
+    pub(super) async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Ending> {
+        let Some(client_id) = self.client_id.clone() else {
+            return Ok(());
+        };
+        let v5 = self.protocol.is_v5();
+        let id = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied();
+        let mut reasons = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut retained = Vec::new();
+        for sub in subscribe.subscriptions {
+            if validate_topic_filter(&sub.filter).is_err() {
+                reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            }
+            let shared = matches!(parse_shared(&sub.filter), Ok(Some(_)));
+            if shared && sub.options.no_local && v5 {
+                return Err(Ending::violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "No Local on a shared subscription",
+                ));
+            }
+            let record = SessionSubscription {
+                options: sub.options,
+                id,
+            };
+            let Some(existed) = self.with_slot(|slot| {
+                slot.state
+                    .subscriptions
+                    .insert(sub.filter.clone(), record)
+                    .is_some()
+            }) else {
+                return Ok(());
+            };
+            let (cid, shard, filter, options) = (
+                client_id.clone(),
+                self.shard.id,
+                sub.filter.clone(),
+                sub.options,
+            );
+            self.shard.broadcast(|| ShardMsg::SubAdd {
+                client_id: cid.clone(),
+                shard,
+                filter: filter.clone(),
+                options,
+                id,
+            });
+            reasons.push(ReasonCode::granted(sub.options.qos));
+            // Shared subscriptions never get retained messages (MQTT 5.0 section 4.8.2).
+            let send = match sub.options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if send && !shared {
+                retained.push((sub.filter, sub.options));
+            }
+        }
+        // Acknowledge only when every shard routes with the new subscriptions.
+        self.shard.barrier().await;
+        self.outbox.push(Packet::SubAck(SubAck {
+            pkid: subscribe.pkid,
+            reasons,
+            properties: Properties::default(),
+        }));
+        for (filter, options) in retained {
+            self.shard.send_retained(&client_id, &filter, options, id);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Ending> {
+        let Some(client_id) = self.client_id.clone() else {
+            return Ok(());
+        };
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        let mut removed: Vec<ByteStr> = Vec::new();
+        for filter in unsubscribe.filters {
+            let existed = self
+                .with_slot(|slot| slot.state.subscriptions.remove(&filter).is_some())
+                .unwrap_or(false);
+            if existed {
+                reasons.push(ReasonCode::SUCCESS);
+                removed.push(filter);
+            } else {
+                reasons.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
+            }
+        }
+        if !removed.is_empty() {
+            self.shard.broadcast(|| ShardMsg::SubRemove {
+                client_id: client_id.clone(),
+                filters: removed.clone(),
+            });
+            self.shard.barrier().await;
+        }
+        if !self.protocol.is_v5() {
+            reasons.clear();
+        }
+        self.outbox.push(Packet::UnsubAck(UnsubAck {
+            pkid: unsubscribe.pkid,
+            reasons,
+            properties: Properties::default(),
+        }));
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! Messages between shards, and the per-peer queues that keep a shard from ever blocking on a
+//! peer.
+//!
+//! Each shard sends to each peer through one bounded channel of the glommio mesh. Two shards
+//! that both await a full channel towards each other would deadlock, so nothing on a shard
+//! awaits a send: messages go into an unbounded local queue per peer, drained by one sender task
+//! per peer. Consecutive deliveries to the same peer coalesce into one `Deliver` batch, so a
+//! burst of publishes costs one channel message per target shard.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    rc::Rc,
+    task::{Context, Poll, Waker},
+};
+
+use protocol::{ByteStr, SubscriptionOptions};
+
+use crate::{
+    message::{Delivery, Message},
+    session::SessionState,
+};
+
+/// Everything one shard tells another.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// Replicate: `client_id` (held on `shard`) subscribes to `filter`.
+    SubAdd {
+        /// Subscriber.
+        client_id: ByteStr,
+        /// Shard holding its session.
+        shard: usize,
+        /// Filter as sent.
+        filter: ByteStr,
+        /// Options.
+        options: SubscriptionOptions,
+        /// Subscription identifier.
+        id: Option<u32>,
+    },
+    /// Replicate: `client_id` unsubscribes from these filters.
+    SubRemove {
+        /// Subscriber.
+        client_id: ByteStr,
+        /// Filters to drop.
+        filters: Vec<ByteStr>,
+    },
+    /// Replicate: the session of `client_id` (with these filters) now lives on `shard`.
+    SubRelocate {
+        /// Subscriber.
+        client_id: ByteStr,
+        /// Its filters.
+        filters: Vec<ByteStr>,
+        /// Its new shard.
+        shard: usize,
+    },
+    /// Replicate a retained message (`None` deletes the topic's retained message).
+    Retain {
+        /// Topic.
+        topic: ByteStr,
+        /// The message, or `None` to delete.
+        message: Option<Message>,
+    },
+    /// Deliveries to sessions held by the receiving shard.
+    Deliver(Vec<(ByteStr, Delivery)>),
+    /// To the owner shard of a client id: shard `from` wants the session (request `req`).
+    Claim {
+        /// Client id.
+        client_id: ByteStr,
+        /// The shard where the client connected.
+        from: usize,
+        /// Request id on `from`.
+        req: u64,
+    },
+    /// To the shard holding a session: hand it (and close its connection) to shard `to`.
+    Evict {
+        /// Client id.
+        client_id: ByteStr,
+        /// Where the session goes.
+        to: usize,
+        /// Request id on `to`.
+        req: u64,
+    },
+    /// Answer to a claim: the session, if one existed.
+    ClaimResult {
+        /// Request id on the receiver.
+        req: u64,
+        /// The session moved to the receiver.
+        session: Option<Box<SessionState>>,
+    },
+    /// To the owner shard: the session of `client_id` on `shard` has ended.
+    Release {
+        /// Client id.
+        client_id: ByteStr,
+        /// The shard where it ended.
+        shard: usize,
+    },
+    /// Barrier: reply with `BarrierAck` once everything sent before it is applied.
+    Barrier {
+        /// The asking shard.
+        from: usize,
+        /// Its request id.
+        req: u64,
+    },
+    /// Answer to `Barrier`.
+    BarrierAck {
+        /// The request id.
+        req: u64,
+    },
+}
+
+/// The unbounded local queue towards one peer.
+#[derive(Debug, Default)]
+pub struct PeerQueue {
+    queue: RefCell<VecDeque<ShardMsg>>,
+    waker: RefCell<Option<Waker>>,
+    /// Messages waiting, for metrics.
+    pub depth: Cell<usize>,
+}
+
+impl PeerQueue {
+    /// Queues a message for the peer.
+    pub fn push(&self, msg: ShardMsg) {
+        let mut queue = self.queue.borrow_mut();
+        match (queue.back_mut(), msg) {
+            (Some(ShardMsg::Deliver(batch)), ShardMsg::Deliver(more)) => batch.extend(more),
+            (_, msg) => queue.push_back(msg),
+        }
+        self.depth.set(queue.len());
+        drop(queue);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Queues one delivery, joining the batch at the back of the queue if there is one.
+    pub fn push_delivery(&self, client_id: ByteStr, delivery: Delivery) {
+        self.push(ShardMsg::Deliver(vec![(client_id, delivery)]));
+    }
+
+    /// Waits for the next message.
+    pub fn next(self: &Rc<Self>) -> NextMsg {
+        NextMsg {
+            queue: self.clone(),
+        }
+    }
+}
+
+/// Future of [`PeerQueue::next`].
+pub struct NextMsg {
+    queue: Rc<PeerQueue>,
+}
+
+impl Future for NextMsg {
+    type Output = ShardMsg;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ShardMsg> {
+        let mut queue = self.queue.queue.borrow_mut();
+        match queue.pop_front() {
+            Some(msg) => {
+                self.queue.depth.set(queue.len());
+                Poll::Ready(msg)
+            }
+            None => {
+                *self.queue.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The hand-over points of a connection: its outbox (packets waiting for the socket) and its
+//! control signal (a request to close, from the keepalive sweep, a takeover or shutdown).
+//!
+//! Both are single-threaded (`Rc`, `Cell`): they live on the shard that owns the connection.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, Waker},
+};
+
+use protocol::{Packet, ReasonCode};
+
+/// Packets waiting to be written to one client, drained in batches by its writer task.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: RefCell<VecDeque<Packet>>,
+    waker: RefCell<Option<Waker>>,
+    closed: Cell<bool>,
+}
+
+impl Outbox {
+    /// Queues a packet and wakes the writer. Ignored once closed.
+    pub fn push(&self, packet: Packet) {
+        if self.closed.get() {
+            return;
+        }
+        self.queue.borrow_mut().push_back(packet);
+        self.wake();
+    }
+
+    /// Packets waiting.
+    pub fn len(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.borrow().is_empty()
+    }
+
+    /// Stops accepting packets; the writer drains what is queued, then ends.
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.wake();
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Waits for packets and moves all of them into `batch`; returns false when the outbox is
+    /// closed and empty.
+    pub fn drain_into<'a>(&'a self, batch: &'a mut Vec<Packet>) -> Drain<'a> {
+        Drain {
+            outbox: self,
+            batch,
+        }
+    }
+}
+
+/// Future of [`Outbox::drain_into`].
+pub struct Drain<'a> {
+    outbox: &'a Outbox,
+    batch: &'a mut Vec<Packet>,
+}
+
+impl Future for Drain<'_> {
+    type Output = bool;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let this = self.get_mut();
+        let mut queue = this.outbox.queue.borrow_mut();
+        if !queue.is_empty() {
+            this.batch.extend(queue.drain(..));
+            return Poll::Ready(true);
+        }
+        if this.outbox.closed.get() {
+            return Poll::Ready(false);
+        }
+        *this.outbox.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Why the broker is closing a connection from outside its reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseRequest {
+    /// No packet within 1.5 times the keep alive (or no CONNECT within the connect timeout).
+    KeepAliveTimeout,
+    /// Another connection took over the client id.
+    TakenOver,
+    /// The broker is shutting down.
+    Shutdown,
+    /// The client cannot keep up with what it is sent.
+    SlowConsumer,
+}
+
+impl CloseRequest {
+    /// The 5.0 reason code sent in DISCONNECT.
+    pub fn reason_code(self) -> ReasonCode {
+        match self {
+            CloseRequest::KeepAliveTimeout => ReasonCode::KEEP_ALIVE_TIMEOUT,
+            CloseRequest::TakenOver => ReasonCode::SESSION_TAKEN_OVER,
+            CloseRequest::Shutdown => ReasonCode::SERVER_SHUTTING_DOWN,
+            CloseRequest::SlowConsumer => ReasonCode::QUOTA_EXCEEDED,
+        }
+    }
+}
+
+/// A one-shot close signal a connection's reader waits on beside its socket.
+#[derive(Debug, Default)]
+pub struct Control {
+    request: Cell<Option<CloseRequest>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Control {
+    /// Asks the connection to close; the first request wins.
+    pub fn close(&self, why: CloseRequest) {
+        if self.request.get().is_none() {
+            self.request.set(Some(why));
+        }
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// The pending request, if any.
+    pub fn requested(&self) -> Option<CloseRequest> {
+        self.request.get()
+    }
+
+    /// Resolves when a close is requested.
+    pub fn wait(&self) -> WaitClose<'_> {
+        WaitClose { control: self }
+    }
+}
+
+/// Future of [`Control::wait`].
+pub struct WaitClose<'a> {
+    control: &'a Control,
+}
+
+impl Future for WaitClose<'_> {
+    type Output = CloseRequest;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseRequest> {
+        match self.control.request.get() {
+            Some(why) => Poll::Ready(why),
+            None => {
+                *self.control.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Session state: what the broker remembers of a client between connections.
+//!
+//! A `SessionState` is plain data (`Send`), so a takeover can move it from the shard that held
+//! it to the shard where the client reconnected.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    time::{Duration, Instant},
+};
+
+use protocol::{ByteStr, QoS, SubscriptionOptions};
+
+use crate::message::Delivery;
+
+/// A subscription as the session remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSubscription {
+    /// The options it was made with.
+    pub options: SubscriptionOptions,
+    /// Its 5.0 subscription identifier.
+    pub id: Option<u32>,
+}
+
+/// A QoS 1/2 message sent to the client and not yet completed.
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    /// The packet identifier it was sent with.
+    pub pkid: u16,
+    /// What was sent.
+    pub delivery: Delivery,
+    /// QoS 2 only: PUBREC received and PUBREL sent; awaiting PUBCOMP.
+    pub released: bool,
+}
+
+/// Why a message was not queued for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The session's queue holds `max_queued_messages` already.
+    QueueFull,
+    /// The session's queue holds `max_queued_bytes` already.
+    QueueBytes,
+    /// QoS 0 to a client whose socket cannot keep up.
+    SlowConsumer,
+    /// QoS 0 to an offline client.
+    Offline,
+    /// The message expired before it could be sent.
+    Expired,
+    /// The packet would exceed the client's Maximum Packet Size.
+    TooLargeForClient,
+}
+
+impl DropReason {
+    /// A short label, for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::QueueBytes => "queue_bytes",
+            DropReason::SlowConsumer => "slow_consumer",
+            DropReason::Offline => "offline_qos0",
+            DropReason::Expired => "expired",
+            DropReason::TooLargeForClient => "too_large_for_client",
+        }
+    }
+}
+
+/// The state of one client's session.
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    /// The client identifier.
+    pub client_id: ByteStr,
+    /// Subscriptions by filter (as sent, `$share/...` included).
+    pub subscriptions: HashMap<ByteStr, SessionSubscription>,
+    /// Outbound QoS 1/2 messages awaiting acknowledgement, in the order they were sent.
+    pub inflight: VecDeque<Inflight>,
+    /// Outbound QoS 1/2 messages waiting for room in the in-flight window (or for the client
+    /// to come back).
+    pub queue: VecDeque<Delivery>,
+    /// Bytes held by `queue`.
+    pub queued_bytes: usize,
+    /// Inbound QoS 2 packet identifiers received (PUBREC sent) and not yet released.
+    pub inbound_qos2: HashSet<u16>,
+    next_pkid: u16,
+    /// Session Expiry Interval in seconds; `u32::MAX` never expires, 0 ends with the connection.
+    pub expiry_interval: u32,
+    /// When the last connection closed; `None` while connected.
+    pub disconnected_at: Option<Instant>,
+}
+
+impl SessionState {
+    /// A new, empty session.
+    pub fn new(client_id: ByteStr, expiry_interval: u32) -> SessionState {
+        SessionState {
+            client_id,
+            subscriptions: HashMap::new(),
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inbound_qos2: HashSet::new(),
+            next_pkid: 1,
+            expiry_interval,
+            disconnected_at: None,
+        }
+    }
+
+    /// True when it has outlived its expiry interval since the last disconnect.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        match self.disconnected_at {
+            Some(at) if self.expiry_interval != u32::MAX => {
+                now.saturating_duration_since(at)
+                    >= Duration::from_secs(u64::from(self.expiry_interval))
+            }
+            _ => false,
+        }
+    }
+
+    /// Appends a QoS 1/2 delivery to the queue, within the limits.
+    ///
+    /// # Errors
+    /// The reason it was refused; the caller counts the drop.
+    pub fn enqueue(
+        &mut self,
+        delivery: Delivery,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> Result<(), DropReason> {
+        if self.queue.len() >= max_messages {
+            return Err(DropReason::QueueFull);
+        }
+        let weight = delivery.message.weight();
+        if self.queued_bytes + weight > max_bytes {
+            return Err(DropReason::QueueBytes);
+        }
+        self.queued_bytes += weight;
+        self.queue.push_back(delivery);
+        Ok(())
+    }
+
+    /// Moves the next queued message into the in-flight window if there is room, skipping
+    /// expired ones (returned in `expired` so they can be counted).
+    pub fn next_to_send(
+        &mut self,
+        window: usize,
+        now: Instant,
+        expired: &mut usize,
+    ) -> Option<Inflight> {
+        if self.inflight.len() >= window {
+            return None;
+        }
+        while let Some(delivery) = self.queue.pop_front() {
+            self.queued_bytes = self.queued_bytes.saturating_sub(delivery.message.weight());
+            if delivery.message.is_expired(now) {
+                *expired += 1;
+                continue;
+            }
+            let pkid = self.alloc_pkid()?;
+            let entry = Inflight {
+                pkid,
+                delivery,
+                released: false,
+            };
+            self.inflight.push_back(entry.clone());
+            return Some(entry);
+        }
+        None
+    }
+
+    /// A free packet identifier for an outbound message.
+    fn alloc_pkid(&mut self) -> Option<u16> {
+        for _ in 0..=u16::MAX {
+            let pkid = self.next_pkid;
+            self.next_pkid = if pkid == u16::MAX { 1 } else { pkid + 1 };
+            if !self.inflight.iter().any(|f| f.pkid == pkid) {
+                return Some(pkid);
+            }
+        }
+        None
+    }
+
+    /// Handles PUBACK (QoS 1) or PUBCOMP (QoS 2): the message is done. False if unknown.
+    pub fn complete(&mut self, pkid: u16, qos: QoS) -> bool {
+        let found = self.inflight.iter().position(|f| {
+            f.pkid == pkid && f.delivery.qos == qos && (qos == QoS::AtLeastOnce || f.released)
+        });
+        match found {
+            Some(i) => {
+                self.inflight.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops an in-flight message whatever its state (a 5.0 PUBREC with an error code ends it,
+    /// and a message too large for the client is treated as delivered).
+    pub fn forget(&mut self, pkid: u16) -> bool {
+        match self.inflight.iter().position(|f| f.pkid == pkid) {
+            Some(i) => {
+                self.inflight.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Handles PUBREC: the QoS 2 message is received; a PUBREL follows. False if unknown.
+    pub fn received(&mut self, pkid: u16) -> bool {
+        match self
+            .inflight
+            .iter_mut()
+            .find(|f| f.pkid == pkid && f.delivery.qos == QoS::ExactlyOnce)
+        {
+            Some(f) => {
+                f.released = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of messages owed to the client (in flight and queued).
+    pub fn pending(&self) -> usize {
+        self.inflight.len() + self.queue.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use bytes::Bytes;
+
+    fn delivery(qos: QoS) -> Delivery {
+        Delivery {
+            message: Message {
+                topic: "t".into(),
+                payload: Bytes::from_static(b"p"),
+                qos,
+                retain: false,
+                properties: None,
+                expires_at: None,
+                publisher: None,
+            },
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn window_limits_inflight_and_acks_free_it() {
+        let mut s = SessionState::new("c".into(), 0);
+        for _ in 0..3 {
+            s.enqueue(delivery(QoS::AtLeastOnce), 10, 1 << 20).unwrap();
+        }
+        let now = Instant::now();
+        let mut expired = 0;
+        let a = s.next_to_send(2, now, &mut expired).unwrap();
+        let b = s.next_to_send(2, now, &mut expired).unwrap();
+        assert!(s.next_to_send(2, now, &mut expired).is_none());
+        assert_ne!(a.pkid, b.pkid);
+        assert!(s.complete(a.pkid, QoS::AtLeastOnce));
+        assert!(!s.complete(a.pkid, QoS::AtLeastOnce));
+        assert!(s.next_to_send(2, now, &mut expired).is_some());
+    }
+
+    #[test]
+    fn qos2_needs_pubrec_before_pubcomp() {
+        let mut s = SessionState::new("c".into(), 0);
+        s.enqueue(delivery(QoS::ExactlyOnce), 10, 1 << 20).unwrap();
+        let mut expired = 0;
+        let f = s.next_to_send(5, Instant::now(), &mut expired).unwrap();
+        assert!(!s.complete(f.pkid, QoS::ExactlyOnce));
+        assert!(s.received(f.pkid));
+        assert!(s.complete(f.pkid, QoS::ExactlyOnce));
+    }
+
+    #[test]
+    fn queue_bounds_are_enforced() {
+        let mut s = SessionState::new("c".into(), 0);
+        s.enqueue(delivery(QoS::AtLeastOnce), 1, 1 << 20).unwrap();
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtLeastOnce), 1, 1 << 20),
+            Err(DropReason::QueueFull)
+        );
+        let mut t = SessionState::new("c".into(), 0);
+        assert_eq!(
+            t.enqueue(delivery(QoS::AtLeastOnce), 10, 10),
+            Err(DropReason::QueueBytes)
+        );
+    }
+
+    #[test]
+    fn expiry_counts_from_disconnect() {
+        let mut s = SessionState::new("c".into(), 10);
+        let t0 = Instant::now();
+        assert!(!s.is_expired(t0 + Duration::from_secs(100)));
+        s.disconnected_at = Some(t0);
+        assert!(!s.is_expired(t0 + Duration::from_secs(9)));
+        assert!(s.is_expired(t0 + Duration::from_secs(10)));
+        s.expiry_interval = u32::MAX;
+        assert!(!s.is_expired(t0 + Duration::from_secs(1 << 40)));
+    }
+}
