@@ -66,3 +66,132 @@ impl ConnAck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::Packet;
+    use super::*;
+    use crate::ByteStr;
+
+    fn connack(session_present: bool, reason: ReasonCode) -> Packet {
+        Packet::ConnAck(ConnAck {
+            session_present,
+            reason,
+            properties: Properties::default(),
+        })
+    }
+
+    #[test]
+    fn v3_1_1_connack() {
+        let bytes = [
+            0x20, 0x02, // CONNACK, remaining length 2
+            0x01, // session present
+            0x00, // connection accepted
+        ];
+        assert_wire(
+            &bytes,
+            Protocol::V3_1_1,
+            &connack(true, ReasonCode::SUCCESS),
+        );
+    }
+
+    #[test]
+    fn v3_1_1_connack_maps_reason_codes() {
+        // 0x05 "not authorized" reads as its 5.0 counterpart and back.
+        let bytes = [0x20, 0x02, 0x00, 0x05];
+        assert_wire(
+            &bytes,
+            Protocol::V3_1_1,
+            &connack(false, ReasonCode::NOT_AUTHORIZED),
+        );
+        // 5.0-only codes become the closest 3.1.1 return code.
+        let banned = encode_vec(&connack(false, ReasonCode::BANNED), Protocol::V3_1_1);
+        assert_eq!(banned, [0x20, 0x02, 0x00, 0x05]);
+        let busy = encode_vec(&connack(false, ReasonCode::SERVER_BUSY), Protocol::V3_1_1);
+        assert_eq!(busy, [0x20, 0x02, 0x00, 0x03]);
+    }
+
+    #[test]
+    fn v3_1_1_unknown_connack_return_code_is_malformed() {
+        let result = decode_body(0x20, &[0x00, 0x06], Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn v5_connack_without_properties() {
+        let bytes = [
+            0x20, 0x03, // CONNACK, remaining length 3
+            0x00, // no session present
+            0x00, // success
+            0x00, // property length 0
+        ];
+        assert_wire(&bytes, Protocol::V5, &connack(false, ReasonCode::SUCCESS));
+    }
+
+    #[test]
+    fn v5_connack_with_properties() {
+        let bytes = [
+            0x20, 0x11, // CONNACK, remaining length 17
+            0x00, // no session present
+            0x00, // success
+            0x0E, // property length 14
+            0x12, 0x00, 0x03, b'a', b'b', b'c', // assigned client identifier "abc"
+            0x13, 0x00, 0x1E, // server keep alive 30
+            0x21, 0x00, 0x0A, // receive maximum 10
+            0x24, 0x01, // maximum QoS 1
+        ];
+        let packet = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason: ReasonCode::SUCCESS,
+            properties: Properties {
+                assigned_client_identifier: Some(ByteStr::from_static("abc")),
+                server_keep_alive: Some(30),
+                receive_maximum: Some(10),
+                maximum_qos: Some(1),
+                ..Properties::default()
+            },
+        });
+        assert_wire(&bytes, Protocol::V5, &packet);
+    }
+
+    #[test]
+    fn connack_reserved_flags_must_be_zero() {
+        let result = decode_body(0x20, &[0x02, 0x00], Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn maximum_qos_other_than_0_or_1_is_a_protocol_error() {
+        let result = decode_body(0x20, &[0x00, 0x00, 0x02, 0x24, 0x02], Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn receive_maximum_0_is_a_protocol_error() {
+        let result = decode_body(0x20, &[0x00, 0x00, 0x03, 0x21, 0x00, 0x00], Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn maximum_packet_size_0_is_a_protocol_error() {
+        let body = [0x00, 0x00, 0x05, 0x27, 0x00, 0x00, 0x00, 0x00];
+        let result = decode_body(0x20, &body, Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn available_flags_other_than_0_or_1_are_a_protocol_error() {
+        for id in [0x25, 0x28, 0x29, 0x2A] {
+            let result = decode_body(0x20, &[0x00, 0x00, 0x02, id, 0x02], Protocol::V5);
+            assert!(matches!(result, Err(DecodeError::Protocol(_))), "{id:#04X}");
+        }
+    }
+
+    #[test]
+    fn duplicate_property_is_a_protocol_error() {
+        let body = [0x00, 0x00, 0x04, 0x24, 0x01, 0x24, 0x01];
+        let result = decode_body(0x20, &body, Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+}

@@ -238,3 +238,233 @@ impl Will {
         wire::write_binary(buf, &self.payload, "will payload")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::Packet;
+    use super::*;
+    use crate::TopicError;
+
+    fn connect(protocol: Protocol) -> Connect {
+        Connect {
+            protocol,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: ByteStr::from_static("c"),
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties::default(),
+        }
+    }
+
+    #[test]
+    fn v3_1_1_connect_with_will_user_and_password() {
+        // The variable header of the 3.1.1 spec's example (3.1.2.10), with a payload.
+        let bytes = [
+            0x10, 0x22, // CONNECT, remaining length 34
+            0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name
+            0x04, // level 4
+            0xCE, // user name, password, will QoS 1, will, clean session
+            0x00, 0x0A, // keep alive 10
+            0x00, 0x03, b'c', b'i', b'd', // client identifier
+            0x00, 0x03, b'a', b'/', b'b', // will topic
+            0x00, 0x02, b'h', b'i', // will payload
+            0x00, 0x04, b'u', b's', b'e', b'r', // user name
+            0x00, 0x02, 0x01, 0x02, // password
+        ];
+        let packet = Packet::Connect(Connect {
+            protocol: Protocol::V3_1_1,
+            clean_start: true,
+            keep_alive: 10,
+            client_id: ByteStr::from_static("cid"),
+            will: Some(Will {
+                topic: ByteStr::from_static("a/b"),
+                payload: Bytes::from_static(b"hi"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Properties::default(),
+            }),
+            username: Some(ByteStr::from_static("user")),
+            password: Some(Bytes::from_static(&[1, 2])),
+            properties: Properties::default(),
+        });
+        assert_wire(&bytes, Protocol::V3_1_1, &packet);
+    }
+
+    #[test]
+    fn v5_connect_with_properties_and_will_properties() {
+        // The 5.0 spec's example properties (3.1.2.11): session expiry interval 10.
+        let bytes = [
+            0x10, 0x1D, // CONNECT, remaining length 29
+            0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name
+            0x05, // level 5
+            0x26, // will retain, will QoS 0, will, clean start
+            0x00, 0x3C, // keep alive 60
+            0x05, // property length 5
+            0x11, 0x00, 0x00, 0x00, 0x0A, // session expiry interval 10
+            0x00, 0x00, // empty client identifier
+            0x05, // will property length 5
+            0x18, 0x00, 0x00, 0x00, 0x05, // will delay interval 5
+            0x00, 0x01, b't', // will topic
+            0x00, 0x00, // empty will payload
+        ];
+        let packet = Packet::Connect(Connect {
+            client_id: ByteStr::default(),
+            will: Some(Will {
+                topic: ByteStr::from_static("t"),
+                payload: Bytes::new(),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: Properties {
+                    will_delay_interval: Some(5),
+                    ..Properties::default()
+                },
+            }),
+            properties: Properties {
+                session_expiry_interval: Some(10),
+                ..Properties::default()
+            },
+            ..connect(Protocol::V5)
+        });
+        assert_wire(&bytes, Protocol::V5, &packet);
+    }
+
+    #[test]
+    fn v3_1_mqisdp_connect() {
+        let bytes = [
+            0x10, 0x0F, // CONNECT, remaining length 15
+            0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', // protocol name
+            0x03, // level 3
+            0x02, // clean session
+            0x00, 0x3C, // keep alive 60
+            0x00, 0x01, b'c', // client identifier
+        ];
+        assert_wire(
+            &bytes,
+            Protocol::V3_1,
+            &Packet::Connect(connect(Protocol::V3_1)),
+        );
+    }
+
+    #[test]
+    fn connect_is_decoded_at_its_own_level() {
+        let bytes = encode_vec(&Packet::Connect(connect(Protocol::V5)), Protocol::V3_1_1);
+        let packet = decode_one(&bytes, Protocol::V3_1_1).unwrap();
+        assert_eq!(packet, Packet::Connect(connect(Protocol::V5)));
+    }
+
+    /// A CONNECT body: protocol name, level, flags, keep alive 60, then `rest`.
+    fn body(name: &[u8], level: u8, flags: u8, rest: &[u8]) -> Vec<u8> {
+        let mut body = vec![0x00, name.len() as u8];
+        body.extend_from_slice(name);
+        body.extend_from_slice(&[level, flags, 0x00, 0x3C]);
+        body.extend_from_slice(rest);
+        body
+    }
+
+    #[test]
+    fn unknown_protocol_name_or_level_is_unsupported() {
+        for (name, level) in [
+            (&b"MQTT"[..], 3),
+            (b"MQTT", 6),
+            (b"MQIsdp", 4),
+            (b"MQTX", 4),
+        ] {
+            let result = decode_body(0x10, &body(name, level, 0x02, &[0, 0]), Protocol::V5);
+            assert_eq!(
+                result,
+                Err(DecodeError::UnsupportedProtocol {
+                    name: String::from_utf8(name.to_vec()).unwrap(),
+                    level
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn connect_reserved_flag_must_be_zero() {
+        let result = decode_body(0x10, &body(b"MQTT", 4, 0x03, &[0, 0]), Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn will_qos_or_retain_without_will_flag_is_malformed() {
+        for flags in [0x0A, 0x12, 0x22] {
+            let result = decode_body(0x10, &body(b"MQTT", 4, flags, &[0, 0]), Protocol::V3_1_1);
+            assert!(
+                matches!(result, Err(DecodeError::Malformed(_))),
+                "{flags:#04X}"
+            );
+        }
+    }
+
+    #[test]
+    fn will_qos_3_is_malformed() {
+        let rest = [0, 0, 0, 1, b't', 0, 0];
+        let result = decode_body(0x10, &body(b"MQTT", 4, 0x1E, &rest), Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn password_without_user_name_is_a_protocol_error_in_3_1_1_only() {
+        let rest = [0, 0, 0, 1, b'p'];
+        let result = decode_body(0x10, &body(b"MQTT", 4, 0x42, &rest), Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+
+        let rest = [0, 0, 0, 0, 1, b'p'];
+        let Packet::Connect(connect) =
+            decode_body(0x10, &body(b"MQTT", 5, 0x42, &rest), Protocol::V5).unwrap()
+        else {
+            panic!("not a CONNECT")
+        };
+        assert_eq!(connect.password, Some(Bytes::from_static(b"p")));
+        assert_eq!(connect.username, None);
+    }
+
+    #[test]
+    fn will_topic_with_wildcard_is_a_topic_name_error() {
+        let rest = [0, 0, 0, 1, b'#', 0, 0];
+        let result = decode_body(0x10, &body(b"MQTT", 4, 0x06, &rest), Protocol::V3_1_1);
+        assert_eq!(
+            result,
+            Err(DecodeError::TopicName(TopicError::WildcardInName))
+        );
+    }
+
+    #[test]
+    fn connect_property_not_allowed_is_a_protocol_error() {
+        // Topic alias (0x23) belongs to PUBLISH.
+        let rest = [0x03, 0x23, 0x00, 0x01, 0x00, 0x00];
+        let result = decode_body(0x10, &body(b"MQTT", 5, 0x02, &rest), Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn connect_with_missing_payload_is_malformed() {
+        let result = decode_body(0x10, &body(b"MQTT", 4, 0x02, &[]), Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn connect_with_left_over_bytes_is_malformed() {
+        let result = decode_body(
+            0x10,
+            &body(b"MQTT", 4, 0x02, &[0, 0, 0xFF]),
+            Protocol::V3_1_1,
+        );
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn v3_1_1_encode_leaves_properties_out() {
+        let mut connect = connect(Protocol::V3_1_1);
+        let plain = encode_vec(&Packet::Connect(connect.clone()), Protocol::V3_1_1);
+        connect.properties.receive_maximum = Some(5);
+        assert_eq!(
+            encode_vec(&Packet::Connect(connect), Protocol::V3_1_1),
+            plain
+        );
+    }
+}

@@ -349,6 +349,19 @@ pub(crate) mod test_support {
         buf.to_vec()
     }
 
+    /// Decodes the frame of type-and-flags `first` around `body` (remaining length added).
+    pub(crate) fn decode_body(
+        first: u8,
+        body: &[u8],
+        version: Protocol,
+    ) -> Result<Packet, DecodeError> {
+        let mut bytes = BytesMut::new();
+        bytes.put_u8(first);
+        wire::write_varint(&mut bytes, body.len());
+        bytes.put_slice(body);
+        decode_one(&bytes, version)
+    }
+
     /// `bytes` decode to `packet` and `packet` encodes to `bytes`.
     pub(crate) fn assert_wire(bytes: &[u8], version: Protocol, packet: &Packet) {
         assert_eq!(&decode_one(bytes, version).expect("decodes"), packet);

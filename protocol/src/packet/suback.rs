@@ -79,3 +79,81 @@ impl SubAck {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::Packet;
+    use super::*;
+    use crate::ByteStr;
+
+    fn suback(reasons: Vec<ReasonCode>) -> Packet {
+        Packet::SubAck(SubAck {
+            pkid: 1,
+            reasons,
+            properties: Properties::default(),
+        })
+    }
+
+    #[test]
+    fn v3_1_1_suback() {
+        let bytes = [
+            0x90, 0x05, // SUBACK, remaining length 5
+            0x00, 0x01, // packet identifier 1
+            0x00, // granted QoS 0
+            0x02, // granted QoS 2
+            0x80, // failure
+        ];
+        let packet = suback(vec![
+            ReasonCode::GRANTED_QOS_0,
+            ReasonCode::GRANTED_QOS_2,
+            ReasonCode::UNSPECIFIED_ERROR,
+        ]);
+        assert_wire(&bytes, Protocol::V3_1_1, &packet);
+    }
+
+    #[test]
+    fn v3_1_1_suback_maps_5_0_failures_to_0x80() {
+        let packet = suback(vec![
+            ReasonCode::GRANTED_QOS_1,
+            ReasonCode::TOPIC_FILTER_INVALID,
+        ]);
+        assert_eq!(
+            encode_vec(&packet, Protocol::V3_1_1),
+            [0x90, 0x04, 0x00, 0x01, 0x01, 0x80]
+        );
+    }
+
+    #[test]
+    fn v3_1_1_unknown_suback_return_code_is_malformed() {
+        let result = decode_body(0x90, &[0x00, 0x01, 0x03], Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn v5_suback_with_reason_string() {
+        let bytes = [
+            0x90, 0x0A, // SUBACK, remaining length 10
+            0x00, 0x01, // packet identifier 1
+            0x05, // property length 5
+            0x1F, 0x00, 0x02, b'n', b'o', // reason string "no"
+            0x01, // granted QoS 1
+            0x8F, // topic filter invalid
+        ];
+        let packet = Packet::SubAck(SubAck {
+            pkid: 1,
+            reasons: vec![ReasonCode::GRANTED_QOS_1, ReasonCode::TOPIC_FILTER_INVALID],
+            properties: Properties {
+                reason_string: Some(ByteStr::from_static("no")),
+                ..Properties::default()
+            },
+        });
+        assert_wire(&bytes, Protocol::V5, &packet);
+    }
+
+    #[test]
+    fn suback_without_reason_codes_is_a_protocol_error() {
+        let result = decode_body(0x90, &[0x00, 0x01], Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+}

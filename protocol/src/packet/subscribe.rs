@@ -159,3 +159,186 @@ impl Subscribe {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::Packet;
+    use super::*;
+
+    fn subscription(filter: &'static str, options: SubscriptionOptions) -> Subscription {
+        Subscription {
+            filter: ByteStr::from_static(filter),
+            options,
+        }
+    }
+
+    fn qos(qos: QoS) -> SubscriptionOptions {
+        SubscriptionOptions {
+            qos,
+            ..SubscriptionOptions::default()
+        }
+    }
+
+    #[test]
+    fn v3_1_1_subscribe_two_filters() {
+        let bytes = [
+            0x82, 0x0E, // SUBSCRIBE, remaining length 14
+            0x00, 0x01, // packet identifier 1
+            0x00, 0x03, b'a', b'/', b'b', // filter "a/b"
+            0x01, // QoS 1
+            0x00, 0x03, b'c', b'/', b'#', // filter "c/#"
+            0x02, // QoS 2
+        ];
+        let packet = Packet::Subscribe(Subscribe {
+            pkid: 1,
+            subscriptions: vec![
+                subscription("a/b", qos(QoS::AtLeastOnce)),
+                subscription("c/#", qos(QoS::ExactlyOnce)),
+            ],
+            properties: Properties::default(),
+        });
+        assert_wire(&bytes, Protocol::V3_1_1, &packet);
+    }
+
+    #[test]
+    fn v5_subscribe_with_options_and_identifier() {
+        let bytes = [
+            0x82, 0x09, // SUBSCRIBE, remaining length 9
+            0x00, 0x02, // packet identifier 2
+            0x02, // property length 2
+            0x0B, 0x05, // subscription identifier 5
+            0x00, 0x01, b'a', // filter "a"
+            0x2E, // retain handling 2, retain as published, no local, QoS 2
+        ];
+        let packet = Packet::Subscribe(Subscribe {
+            pkid: 2,
+            subscriptions: vec![subscription(
+                "a",
+                SubscriptionOptions {
+                    qos: QoS::ExactlyOnce,
+                    no_local: true,
+                    retain_as_published: true,
+                    retain_handling: RetainHandling::DoNotSend,
+                },
+            )],
+            properties: Properties {
+                subscription_identifiers: vec![5],
+                ..Properties::default()
+            },
+        });
+        assert_wire(&bytes, Protocol::V5, &packet);
+    }
+
+    #[test]
+    fn invalid_filters_are_left_to_the_broker() {
+        let body = [
+            0x00, 0x01, 0x00, 0x05, b'a', b'/', b'#', b'/', b'b', 0x00, 0x00, 0x00, 0x00,
+        ];
+        let Packet::Subscribe(subscribe) = decode_body(0x82, &body, Protocol::V3_1_1).unwrap()
+        else {
+            panic!("not a SUBSCRIBE")
+        };
+        assert_eq!(subscribe.subscriptions[0].filter, "a/#/b");
+        assert_eq!(subscribe.subscriptions[1].filter, "");
+    }
+
+    #[test]
+    fn subscribe_without_filters_is_a_protocol_error() {
+        let result = decode_body(0x82, &[0x00, 0x01], Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+        let result = decode_body(0x82, &[0x00, 0x01, 0x00], Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn subscribe_packet_identifier_0_is_a_protocol_error() {
+        let result = decode_body(
+            0x82,
+            &[0x00, 0x00, 0x00, 0x01, b'a', 0x00],
+            Protocol::V3_1_1,
+        );
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn v3_1_1_subscription_options_upper_bits_are_malformed() {
+        for options in [0x04, 0x08, 0x20, 0x80] {
+            let body = [0x00, 0x01, 0x00, 0x01, b'a', options];
+            let result = decode_body(0x82, &body, Protocol::V3_1_1);
+            assert!(
+                matches!(result, Err(DecodeError::Malformed(_))),
+                "{options:#04X}"
+            );
+        }
+    }
+
+    #[test]
+    fn v5_subscription_options_reserved_bits_are_malformed() {
+        for options in [0x40, 0x80] {
+            let body = [0x00, 0x01, 0x00, 0x00, 0x01, b'a', options];
+            let result = decode_body(0x82, &body, Protocol::V5);
+            assert!(
+                matches!(result, Err(DecodeError::Malformed(_))),
+                "{options:#04X}"
+            );
+        }
+    }
+
+    #[test]
+    fn retain_handling_3_is_a_protocol_error() {
+        let body = [0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30];
+        let result = decode_body(0x82, &body, Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn subscription_qos_3_is_malformed() {
+        let result = decode_body(
+            0x82,
+            &[0x00, 0x01, 0x00, 0x01, b'a', 0x03],
+            Protocol::V3_1_1,
+        );
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+        let result = decode_body(
+            0x82,
+            &[0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x03],
+            Protocol::V5,
+        );
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn two_subscription_identifiers_in_subscribe_are_a_protocol_error() {
+        let body = [
+            0x00, 0x01, 0x04, 0x0B, 0x01, 0x0B, 0x02, 0x00, 0x01, b'a', 0x00,
+        ];
+        let result = decode_body(0x82, &body, Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn filter_without_options_byte_is_malformed() {
+        let result = decode_body(0x82, &[0x00, 0x01, 0x00, 0x01, b'a'], Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn v3_1_1_encode_keeps_only_the_qos_option() {
+        let packet = Packet::Subscribe(Subscribe {
+            pkid: 1,
+            subscriptions: vec![subscription(
+                "a",
+                SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    no_local: true,
+                    retain_as_published: true,
+                    retain_handling: RetainHandling::SendIfNew,
+                },
+            )],
+            properties: Properties::default(),
+        });
+        let bytes = encode_vec(&packet, Protocol::V3_1_1);
+        assert_eq!(bytes, [0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x01]);
+    }
+}

@@ -63,3 +63,66 @@ impl UnsubAck {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::Packet;
+    use super::*;
+
+    #[test]
+    fn v3_1_1_unsuback_has_no_reason_codes() {
+        let bytes = [
+            0xB0, 0x02, // UNSUBACK, remaining length 2
+            0x00, 0x03, // packet identifier 3
+        ];
+        let packet = Packet::UnsubAck(UnsubAck {
+            pkid: 3,
+            reasons: Vec::new(),
+            properties: Properties::default(),
+        });
+        assert_wire(&bytes, Protocol::V3_1_1, &packet);
+    }
+
+    #[test]
+    fn v3_1_1_unsuback_encode_drops_reason_codes() {
+        let packet = Packet::UnsubAck(UnsubAck {
+            pkid: 3,
+            reasons: vec![ReasonCode::SUCCESS],
+            properties: Properties::default(),
+        });
+        assert_eq!(
+            encode_vec(&packet, Protocol::V3_1_1),
+            [0xB0, 0x02, 0x00, 0x03]
+        );
+    }
+
+    #[test]
+    fn v3_1_1_unsuback_with_more_bytes_is_malformed() {
+        let result = decode_body(0xB0, &[0x00, 0x03, 0x00], Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn v5_unsuback_with_reason_codes() {
+        let bytes = [
+            0xB0, 0x05, // UNSUBACK, remaining length 5
+            0x00, 0x03, // packet identifier 3
+            0x00, // property length 0
+            0x00, // success
+            0x11, // no subscription existed
+        ];
+        let packet = Packet::UnsubAck(UnsubAck {
+            pkid: 3,
+            reasons: vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED],
+            properties: Properties::default(),
+        });
+        assert_wire(&bytes, Protocol::V5, &packet);
+    }
+
+    #[test]
+    fn v5_unsuback_without_reason_codes_is_a_protocol_error() {
+        let result = decode_body(0xB0, &[0x00, 0x03, 0x00], Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+}

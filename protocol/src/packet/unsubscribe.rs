@@ -65,3 +65,65 @@ impl Unsubscribe {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::Packet;
+    use super::*;
+
+    #[test]
+    fn v3_1_1_unsubscribe() {
+        let bytes = [
+            0xA2, 0x0A, // UNSUBSCRIBE, remaining length 10
+            0x00, 0x03, // packet identifier 3
+            0x00, 0x01, b'a', // filter "a"
+            0x00, 0x03, b'b', b'/', b'+', // filter "b/+"
+        ];
+        let packet = Packet::Unsubscribe(Unsubscribe {
+            pkid: 3,
+            filters: vec![ByteStr::from_static("a"), ByteStr::from_static("b/+")],
+            properties: Properties::default(),
+        });
+        assert_wire(&bytes, Protocol::V3_1_1, &packet);
+    }
+
+    #[test]
+    fn v5_unsubscribe_with_user_property() {
+        let bytes = [
+            0xA2, 0x0D, // UNSUBSCRIBE, remaining length 13
+            0x00, 0x03, // packet identifier 3
+            0x07, // property length 7
+            0x26, 0x00, 0x01, b'k', 0x00, 0x01, b'v', // user property ("k", "v")
+            0x00, 0x01, b'a', // filter "a"
+        ];
+        let packet = Packet::Unsubscribe(Unsubscribe {
+            pkid: 3,
+            filters: vec![ByteStr::from_static("a")],
+            properties: Properties {
+                user_properties: vec![(ByteStr::from_static("k"), ByteStr::from_static("v"))],
+                ..Properties::default()
+            },
+        });
+        assert_wire(&bytes, Protocol::V5, &packet);
+    }
+
+    #[test]
+    fn unsubscribe_without_filters_is_a_protocol_error() {
+        let result = decode_body(0xA2, &[0x00, 0x03], Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn unsubscribe_packet_identifier_0_is_a_protocol_error() {
+        let result = decode_body(0xA2, &[0x00, 0x00, 0x00, 0x01, b'a'], Protocol::V3_1_1);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+
+    #[test]
+    fn unsubscribe_property_not_allowed_is_a_protocol_error() {
+        let body = [0x00, 0x03, 0x02, 0x0B, 0x01, 0x00, 0x01, b'a'];
+        let result = decode_body(0xA2, &body, Protocol::V5);
+        assert!(matches!(result, Err(DecodeError::Protocol(_))));
+    }
+}
