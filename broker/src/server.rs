@@ -5,7 +5,7 @@ use std::{
     os::fd::{FromRawFd, IntoRawFd},
     rc::Rc,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -51,6 +51,7 @@ pub enum BrokerError {
 pub struct BrokerHandle {
     mqtt_addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    accepted: Arc<Vec<AtomicU64>>,
     threads: Option<PoolThreadHandles<()>>,
 }
 
@@ -58,6 +59,12 @@ impl BrokerHandle {
     /// The address the MQTT listener is bound to (useful with port 0).
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt_addr
+    }
+
+    /// Connections accepted so far by each shard, in shard order. Lets tests prove that a
+    /// publisher and a subscriber sit on different shards.
+    pub fn accepted_per_shard(&self) -> Vec<u64> {
+        self.accepted.iter().map(|n| n.load(Ordering::Relaxed)).collect()
     }
 
     /// Asks every shard to stop: listeners close, clients are disconnected (5.0 clients with
@@ -127,11 +134,14 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let config = Arc::new(config);
     let mesh: MeshBuilder<ShardMsg, Full> = MeshBuilder::full(nr_shards, 1024);
 
+    let accepted: Arc<Vec<AtomicU64>> = Arc::new((0..nr_shards).map(|_| AtomicU64::new(0)).collect());
     let shard_stop = stop.clone();
+    let shard_accepted = accepted.clone();
     let threads = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(nr_shards))
         .name("fleetmq-shard")
         .on_all_shards(move || async move {
-            if let Err(e) = run_shard(nr_shards, config, listeners, mesh, shard_stop).await {
+            let run = run_shard(nr_shards, config, listeners, mesh, shard_stop, shard_accepted);
+            if let Err(e) = run.await {
                 tracing::error!(error = %e, "shard failed");
             }
         })
@@ -140,6 +150,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     Ok(BrokerHandle {
         mqtt_addr,
         stop,
+        accepted,
         threads: Some(threads),
     })
 }
@@ -150,6 +161,7 @@ async fn run_shard(
     listeners: Arc<Mutex<Vec<Option<Socket>>>>,
     mesh: MeshBuilder<ShardMsg, Full>,
     stop: Arc<AtomicBool>,
+    accepted_count: Arc<Vec<AtomicU64>>,
 ) -> Result<(), BrokerError> {
     let (senders, receivers) = mesh
         .join()
@@ -215,6 +227,9 @@ async fn run_shard(
         match accepted {
             None => break,
             Some(Ok(stream)) => {
+                if let Some(n) = accepted_count.get(id) {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = stream.set_nodelay(true);
                 let peer = stream
                     .peer_addr()

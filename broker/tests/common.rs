@@ -1,0 +1,174 @@
+//! Shared helpers for the broker's end-to-end tests: an in-process broker on port 0 with two
+//! shards, and an rumqttc (3.1.1) client whose incoming packets arrive on a channel.
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet};
+use tokio::sync::mpsc;
+
+/// A broker running in this process for one test.
+pub struct TestBroker {
+    pub handle: broker::BrokerHandle,
+}
+
+impl TestBroker {
+    /// Two shards on 127.0.0.1, port 0.
+    pub fn start() -> TestBroker {
+        TestBroker::with(|_| {})
+    }
+
+    /// Two shards, with a hook to adjust the configuration.
+    pub fn with(adjust: impl FnOnce(&mut broker::Config)) -> TestBroker {
+        let mut config = broker::Config {
+            mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shards: 2,
+            ..broker::Config::default()
+        };
+        adjust(&mut config);
+        let handle = broker::start(config).expect("broker starts");
+        TestBroker { handle }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.handle.mqtt_addr().port()
+    }
+
+    pub fn accepted(&self) -> Vec<u64> {
+        self.handle.accepted_per_shard()
+    }
+
+    /// The shard whose accepted counter grew between two readings.
+    pub fn shard_of_last(&self, before: &[u64]) -> usize {
+        let after = self.accepted();
+        after
+            .iter()
+            .zip(before)
+            .position(|(a, b)| a > b)
+            .expect("a shard accepted the connection")
+    }
+}
+
+/// An rumqttc client whose event loop runs on its own task.
+pub struct Client {
+    pub client: AsyncClient,
+    pub incoming: mpsc::UnboundedReceiver<Result<Packet, String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+impl Client {
+    /// Connects and waits for CONNACK; returns the client and the session present flag.
+    pub async fn connect(port: u16, id: &str, configure: impl FnOnce(&mut MqttOptions)) -> (Client, bool) {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        configure(&mut opts);
+        let (client, eventloop) = AsyncClient::new(opts, 100);
+        let (tx, mut incoming) = mpsc::unbounded_channel();
+        let task = tokio::spawn(pump(eventloop, tx));
+        let present = loop {
+            match tokio::time::timeout(WAIT, incoming.recv()).await {
+                Ok(Some(Ok(Packet::ConnAck(ack)))) => {
+                    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "CONNACK refused");
+                    break ack.session_present;
+                }
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no CONNACK for {id}: {other:?}"),
+            }
+        };
+        (Client { client, incoming, task }, present)
+    }
+
+    /// The next PUBLISH, within the wait limit.
+    pub async fn next_publish(&mut self) -> rumqttc::Publish {
+        loop {
+            match tokio::time::timeout(WAIT, self.incoming.recv()).await {
+                Ok(Some(Ok(Packet::Publish(p)))) => return p,
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("expected a PUBLISH, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts no PUBLISH arrives within `quiet`.
+    pub async fn expect_no_publish(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Packet::Publish(p)))) => panic!("unexpected PUBLISH on {}", p.topic),
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Waits until SUBACK arrives.
+    pub async fn subscribed(&mut self) -> rumqttc::SubAck {
+        loop {
+            match tokio::time::timeout(WAIT, self.incoming.recv()).await {
+                Ok(Some(Ok(Packet::SubAck(ack)))) => return ack,
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("expected SUBACK, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits until the connection fails or is closed by the broker.
+    pub async fn closed(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(WAIT, self.incoming.recv()).await {
+                Ok(Some(Err(e))) => return e,
+                Ok(None) => return "closed".into(),
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => panic!("connection still open"),
+            }
+        }
+    }
+
+    /// Drops the connection without DISCONNECT (as a vehicle losing its network would).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+/// Polls the event loop, forwarding incoming packets; stops at the first error (no reconnect).
+async fn pump(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Result<Packet, String>>) {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(packet)) => {
+                if tx.send(Ok(packet)).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Outgoing(_)) => {}
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        }
+    }
+}
+
+/// Opens connections with fresh ids until one lands on a shard other than `not_on`;
+/// returns it. SO_REUSEPORT spreads connections by address hash, so a few tries suffice.
+pub async fn connect_on_other_shard(
+    broker: &TestBroker,
+    not_on: usize,
+    id: &str,
+    configure: impl Fn(&mut MqttOptions),
+) -> (Client, bool, usize) {
+    for _ in 0..64 {
+        let before = broker.accepted();
+        let (client, present) = Client::connect(broker.port(), id, &configure).await;
+        let shard = broker.shard_of_last(&before);
+        if shard != not_on {
+            return (client, present, shard);
+        }
+        client.client.disconnect().await.ok();
+        client.kill();
+    }
+    panic!("64 connections all landed on shard {not_on}");
+}
