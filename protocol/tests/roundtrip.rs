@@ -486,13 +486,31 @@ fn encoded(packet: &Packet, version: Protocol) -> BytesMut {
     buf
 }
 
+/// A packet that decoded is valid, so it must survive an encode/decode round trip unchanged
+/// (in its shortest form, which may differ from the bytes it was read from).
+fn assert_reencodes(packet: &Packet, version: Protocol) {
+    let version = match packet {
+        Packet::Connect(connect) => connect.protocol,
+        _ => version,
+    };
+    let mut buf = encoded(packet, version);
+    assert_eq!(buf.len(), encoded_len(packet, version));
+    assert_eq!(
+        decode(&mut buf, version, u32::MAX).as_ref(),
+        Ok(&Some(packet.clone()))
+    );
+}
+
 /// Decodes until the buffer is exhausted, incomplete, or invalid; must never panic.
 fn drain(bytes: &[u8], version: Protocol, max: u32) {
     let mut buf = BytesMut::from(bytes);
     loop {
         let before = buf.len();
         match decode(&mut buf, version, max) {
-            Ok(Some(_)) => assert!(buf.len() < before, "a decoded packet consumes bytes"),
+            Ok(Some(packet)) => {
+                assert!(buf.len() < before, "a decoded packet consumes bytes");
+                assert_reencodes(&packet, version);
+            }
             Ok(None) => {
                 assert_eq!(buf.len(), before, "an incomplete packet consumes nothing");
                 return;
