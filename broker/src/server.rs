@@ -64,7 +64,10 @@ impl BrokerHandle {
     /// Connections accepted so far by each shard, in shard order. Lets tests prove that a
     /// publisher and a subscriber sit on different shards.
     pub fn accepted_per_shard(&self) -> Vec<u64> {
-        self.accepted.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+        self.accepted
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Asks every shard to stop: listeners close, clients are disconnected (5.0 clients with
@@ -134,13 +137,21 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     let config = Arc::new(config);
     let mesh: MeshBuilder<ShardMsg, Full> = MeshBuilder::full(nr_shards, 1024);
 
-    let accepted: Arc<Vec<AtomicU64>> = Arc::new((0..nr_shards).map(|_| AtomicU64::new(0)).collect());
+    let accepted: Arc<Vec<AtomicU64>> =
+        Arc::new((0..nr_shards).map(|_| AtomicU64::new(0)).collect());
     let shard_stop = stop.clone();
     let shard_accepted = accepted.clone();
     let threads = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(nr_shards))
         .name("fleetmq-shard")
         .on_all_shards(move || async move {
-            let run = run_shard(nr_shards, config, listeners, mesh, shard_stop, shard_accepted);
+            let run = run_shard(
+                nr_shards,
+                config,
+                listeners,
+                mesh,
+                shard_stop,
+                shard_accepted,
+            );
             if let Err(e) = run.await {
                 tracing::error!(error = %e, "shard failed");
             }

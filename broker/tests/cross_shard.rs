@@ -14,7 +14,10 @@ async fn publish_reaches_subscriber_on_another_shard_at_every_qos() {
     let before = broker.accepted();
     let (mut sub, _) = Client::connect(broker.port(), "xs-sub", |_| {}).await;
     let sub_shard = broker.shard_of_last(&before);
-    sub.client.subscribe("xs/#", QoS::ExactlyOnce).await.unwrap();
+    sub.client
+        .subscribe("xs/#", QoS::ExactlyOnce)
+        .await
+        .unwrap();
     sub.subscribed().await;
 
     let (publisher, _, pub_shard) =
@@ -42,12 +45,18 @@ async fn fan_out_to_many_subscribers_on_both_shards() {
     let mut subs = Vec::new();
     for i in 0..12 {
         let (mut c, _) = Client::connect(broker.port(), &format!("fan-sub-{i}"), |_| {}).await;
-        c.client.subscribe("fan/+/gps", QoS::AtLeastOnce).await.unwrap();
+        c.client
+            .subscribe("fan/+/gps", QoS::AtLeastOnce)
+            .await
+            .unwrap();
         c.subscribed().await;
         subs.push(c);
     }
     let per_shard = broker.accepted();
-    assert!(per_shard.iter().all(|&n| n > 0), "both shards hold subscribers: {per_shard:?}");
+    assert!(
+        per_shard.iter().all(|&n| n > 0),
+        "both shards hold subscribers: {per_shard:?}"
+    );
     let (publisher, _) = Client::connect(broker.port(), "fan-pub", |_| {}).await;
     for n in 0..5 {
         publisher
@@ -74,7 +83,11 @@ async fn takeover_from_another_shard_moves_the_session() {
     let (mut holder, present) = Client::connect(broker.port(), "truck-7", persistent).await;
     assert!(!present);
     let mut holder_shard = broker.shard_of_last(&before);
-    holder.client.subscribe("orders/truck-7", QoS::AtLeastOnce).await.unwrap();
+    holder
+        .client
+        .subscribe("orders/truck-7", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     holder.subscribed().await;
 
     // Reconnect with the same id until the new connection lands on the other shard; each
@@ -101,7 +114,12 @@ async fn takeover_from_another_shard_moves_the_session() {
     let (publisher, _) = Client::connect(broker.port(), "dispatch", |_| {}).await;
     publisher
         .client
-        .publish("orders/truck-7", QoS::AtLeastOnce, false, "deliver to dock 4")
+        .publish(
+            "orders/truck-7",
+            QoS::AtLeastOnce,
+            false,
+            "deliver to dock 4",
+        )
         .await
         .unwrap();
     let got = holder.next_publish().await;
@@ -116,7 +134,10 @@ async fn offline_messages_wait_in_the_session_and_arrive_in_order() {
     };
     let (sub, _) = {
         let (mut c, p) = Client::connect(broker.port(), "reefer-12", persistent).await;
-        c.client.subscribe("cmd/reefer-12", QoS::ExactlyOnce).await.unwrap();
+        c.client
+            .subscribe("cmd/reefer-12", QoS::ExactlyOnce)
+            .await
+            .unwrap();
         c.subscribed().await;
         (c, p)
     };
@@ -126,7 +147,11 @@ async fn offline_messages_wait_in_the_session_and_arrive_in_order() {
 
     let (publisher, _) = Client::connect(broker.port(), "ops", |_| {}).await;
     for n in 0..10 {
-        let qos = if n % 2 == 0 { QoS::AtLeastOnce } else { QoS::ExactlyOnce };
+        let qos = if n % 2 == 0 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::ExactlyOnce
+        };
         publisher
             .client
             .publish("cmd/reefer-12", qos, false, format!("setpoint {n}"))

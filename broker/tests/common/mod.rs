@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::{net::SocketAddr, time::Duration};
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet};
@@ -61,7 +63,11 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 impl Client {
     /// Connects and waits for CONNACK; returns the client and the session present flag.
-    pub async fn connect(port: u16, id: &str, configure: impl FnOnce(&mut MqttOptions)) -> (Client, bool) {
+    pub async fn connect(
+        port: u16,
+        id: &str,
+        configure: impl FnOnce(&mut MqttOptions),
+    ) -> (Client, bool) {
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(30));
         configure(&mut opts);
@@ -71,14 +77,25 @@ impl Client {
         let present = loop {
             match tokio::time::timeout(WAIT, incoming.recv()).await {
                 Ok(Some(Ok(Packet::ConnAck(ack)))) => {
-                    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "CONNACK refused");
+                    assert_eq!(
+                        ack.code,
+                        rumqttc::ConnectReturnCode::Success,
+                        "CONNACK refused"
+                    );
                     break ack.session_present;
                 }
                 Ok(Some(Ok(_))) => continue,
                 other => panic!("no CONNACK for {id}: {other:?}"),
             }
         };
-        (Client { client, incoming, task }, present)
+        (
+            Client {
+                client,
+                incoming,
+                task,
+            },
+            present,
+        )
     }
 
     /// The next PUBLISH, within the wait limit.
