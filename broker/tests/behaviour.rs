@@ -46,7 +46,7 @@ async fn retained_messages_reach_wildcard_subscribers_and_empty_payload_deletes(
         .await
         .unwrap();
     sub.subscribed().await;
-    let mut topics = vec![sub.next_publish().await, sub.next_publish().await];
+    let mut topics = [sub.next_publish().await, sub.next_publish().await];
     topics.sort_by(|a, b| a.topic.cmp(&b.topic));
     assert_eq!(topics[0].topic, "fleet/v1/status");
     assert_eq!(topics[1].topic, "fleet/v3/status");

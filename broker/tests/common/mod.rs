@@ -1,7 +1,7 @@
 //! Shared helpers for the broker's end-to-end tests: an in-process broker on port 0 with two
 //! shards, and an rumqttc (3.1.1) client whose incoming packets arrive on a channel.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 pub mod raw;
 

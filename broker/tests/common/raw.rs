@@ -1,6 +1,8 @@
 //! A minimal blocking MQTT peer over a raw socket, for what a well-behaved client library cannot
 //! send: garbage, oversized packets, wildcards in PUBLISH, silence after CONNECT.
 
+#![allow(clippy::unwrap_used)]
+
 use std::{
     io::{Read, Write},
     net::TcpStream,
