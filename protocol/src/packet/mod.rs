@@ -275,8 +275,9 @@ pub fn decode(
         });
     }
     if buf.len() < size {
-        // The size is known and allowed: make room for the rest in one go.
-        buf.reserve(size - buf.len());
+        // No `reserve(size)` here: a five-byte header would otherwise make the peer's claimed
+        // size an allocation before any of it has arrived. The reader grows the buffer as bytes
+        // actually come in.
         return Ok(None);
     }
     let mut frame = buf.split_to(size).freeze();
