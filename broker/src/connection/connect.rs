@@ -36,14 +36,20 @@ impl Conn {
         self.start_writer(writer, alias_max);
 
         if v5 && connect.properties.authentication_method.is_some() {
-            return Err(self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD));
+            return Err(self.refuse(
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "enhanced authentication is not supported",
+            ));
         }
         let mut assigned = None;
         let client_id = if connect.client_id.is_empty() {
             // 3.1 requires an id; 3.1.1 allows none only with a clean session (3.1.3.1);
             // 5.0 always allows none and tells the client what it got.
             if connect.protocol == Protocol::V3_1 || (!v5 && !connect.clean_start) {
-                return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+                return Err(self.refuse(
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    "an empty client id needs MQTT 3.1.1 with a clean session, or MQTT 5.0",
+                ));
             }
             let n = ASSIGNED_IDS.fetch_add(1, Ordering::Relaxed);
             let id = ByteStr::from(format!("fleetmq-{}-{n}", std::process::id()));
@@ -181,12 +187,16 @@ impl Conn {
     }
 
     /// Queues a refusing CONNACK; the connection then closes.
-    fn refuse(&mut self, reason: ReasonCode) -> Ending {
-        tracing::info!(shard = self.shard.id, peer = %self.peer, reason = %reason, "CONNECT refused");
+    fn refuse(&mut self, reason: ReasonCode, why: &str) -> Ending {
+        tracing::info!(shard = self.shard.id, peer = %self.peer, reason = %reason, why, "CONNECT refused");
+        let mut properties = Properties::default();
+        if self.protocol.is_v5() {
+            properties.reason_string = Some(ByteStr::from(why));
+        }
         self.outbox.push(Packet::ConnAck(ConnAck {
             session_present: false,
             reason,
-            properties: Properties::default(),
+            properties,
         }));
         Ending::Refused
     }

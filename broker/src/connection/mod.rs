@@ -304,11 +304,11 @@ impl Conn {
             Ending::Violation(code, why) => {
                 self.count_violation();
                 tracing::info!(shard = self.shard.id, peer = %self.peer, client_id = ?self.client_id, reason = %code, why, "closing connection: protocol violation");
-                self.send_disconnect(*code);
+                self.send_disconnect(*code, why);
             }
             Ending::Requested(req) => {
                 tracing::debug!(shard = self.shard.id, client_id = ?self.client_id, request = ?req, "closing connection");
-                self.send_disconnect(req.reason_code());
+                self.send_disconnect(req.reason_code(), req.reason_code().name());
             }
             _ => {}
         }
@@ -358,11 +358,15 @@ impl Conn {
         }
     }
 
-    fn send_disconnect(&self, reason: ReasonCode) {
+    /// Tells a 5.0 client why it is being disconnected (reason code and reason string).
+    fn send_disconnect(&self, reason: ReasonCode, why: &str) {
         if self.protocol.is_v5() && self.writer_task.is_some() {
             self.outbox.push(Packet::Disconnect(Disconnect {
                 reason,
-                properties: Default::default(),
+                properties: protocol::Properties {
+                    reason_string: Some(ByteStr::from(why)),
+                    ..Default::default()
+                },
             }));
         }
     }
