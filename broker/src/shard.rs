@@ -384,6 +384,7 @@ impl Shard {
             qos: QoS,
             retain: bool,
             ids: Vec<u32>,
+            shared: bool,
         }
         let mut targets: Vec<Target> = Vec::new();
         {
@@ -391,7 +392,7 @@ impl Shard {
             let st = &mut *guard;
             let cursors = &mut st.share_cursor;
             let publisher = message.publisher.as_deref();
-            let mut push = |entry: &SubEntry| {
+            let mut push = |entry: &SubEntry, shared: bool| {
                 let qos = entry.options.qos.min(message.qos);
                 let retain = entry.options.retain_as_published && message.retain;
                 targets.push(Target {
@@ -400,6 +401,7 @@ impl Shard {
                     qos,
                     retain,
                     ids: entry.id.into_iter().collect(),
+                    shared,
                 });
             };
             st.subscriptions
@@ -408,7 +410,7 @@ impl Shard {
                         if entry.options.no_local && publisher == Some(&*entry.client_id) {
                             return;
                         }
-                        push(entry);
+                        push(entry, false);
                     }
                     Matched::Group { key, members } => {
                         let cursor = match cursors.get_mut(key) {
@@ -417,16 +419,17 @@ impl Shard {
                         };
                         let pick = &members[*cursor % members.len()];
                         *cursor = cursor.wrapping_add(1);
-                        push(pick);
+                        push(pick, true);
                     }
                 });
         }
         // A client with overlapping subscriptions gets the message once, at the highest QoS,
-        // with every subscription identifier (MQTT 5.0 section 3.3.4).
+        // with every subscription identifier (MQTT 5.0 section 3.3.4). A share group's copy is
+        // separate: it would have gone to another member just as well (section 4.8.2).
         if targets.len() > 1 {
-            targets.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+            targets.sort_by(|a, b| (&a.client_id, a.shared).cmp(&(&b.client_id, b.shared)));
             targets.dedup_by(|next, kept| {
-                if next.client_id != kept.client_id {
+                if next.client_id != kept.client_id || next.shared || kept.shared {
                     return false;
                 }
                 kept.qos = kept.qos.max(next.qos);
