@@ -29,6 +29,10 @@ use crate::{
     trie::{Matched, SubEntry, SubscriptionTable},
 };
 
+/// How long a shard waits for a peer's answer (barrier, session claim) before giving up; peers
+/// answer in microseconds unless they are shutting down.
+const PEER_ANSWER_LIMIT: Duration = Duration::from_secs(10);
+
 /// The live connection attached to a session.
 #[derive(Debug, Clone)]
 pub struct ConnLink {
@@ -205,7 +209,19 @@ impl Shard {
         for peer in self.peers.iter().flatten() {
             peer.push(ShardMsg::Barrier { from: self.id, req });
         }
-        let _ = rx.recv().await;
+        // Peers answer within microseconds; the bound only matters while shards shut down.
+        let answered = glommio::timer::timeout(PEER_ANSWER_LIMIT, async {
+            let _ = rx.recv().await;
+            Ok(())
+        })
+        .await;
+        if answered.is_err() {
+            self.pending_barriers.borrow_mut().remove(&req);
+            tracing::warn!(
+                shard = self.id,
+                "barrier not answered by every shard in time"
+            );
+        }
     }
 
     /// Asks the owner of `client_id` for its session, wherever it is; closes the connection
@@ -229,7 +245,14 @@ impl Shard {
                 req,
             },
         );
-        let result = rx.recv().await.flatten();
+        let result = glommio::timer::timeout(PEER_ANSWER_LIMIT, async { Ok(rx.recv().await) })
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(shard = self.id, client_id = %client_id, "session claim not answered in time; starting a fresh session");
+                None
+            })
+            .flatten();
+        self.pending_claims.borrow_mut().remove(&req);
         let mut st = self.state.borrow_mut();
         if let Some(n) = st.claiming.get_mut(client_id) {
             *n -= 1;
