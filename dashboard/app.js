@@ -1,0 +1,254 @@
+// The dispatch page: wires the MQTT client to the fleet state, and the state to the map, list,
+// alarms and detail panel. Messages only update the state; the map is drawn at most once per
+// animation frame, and the list, alarms and counters refresh four times per second.
+//
+// Query parameters: `mqtt=ws://host:port/path` (default: ws(s)://{this host}/mqtt),
+// `band=°C`, `delay=s`, `offline=s` (alarm settings; also editable on the page and remembered).
+
+import { MqttClient } from './mqtt.js';
+import { MapView } from './map.js';
+import { Fleet, DEFAULT_SETTINGS } from './fleet.js';
+import { VehicleList, ago } from './list.js';
+import { DetailPanel } from './detail.js';
+
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s).replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+const params = new URLSearchParams(location.search);
+const SUBSCRIPTIONS = [
+  ['fleet/+/gps', 1],
+  ['fleet/+/reefer', 1],
+  ['fleet/+/status', 1],
+  ['fleet/_depots', 1],
+];
+const SETTING_INPUTS = { bandC: ['set-band', 'band'], excursionDelayS: ['set-delay', 'delay'], offlineAfterS: ['set-offline', 'offline'] };
+
+/** A fixed-size ring of samples with a percentile summary, for the frame-time report. */
+class Ring {
+  constructor(n) {
+    this.buf = new Float64Array(n);
+    this.n = 0;
+  }
+  push(x) {
+    this.buf[this.n++ % this.buf.length] = x;
+  }
+  summary() {
+    const a = Array.from(this.buf.subarray(0, Math.min(this.n, this.buf.length))).sort((x, y) => x - y);
+    if (!a.length) return { n: 0 };
+    const q = (p) => +a[Math.min(a.length - 1, Math.floor(p * a.length))].toFixed(2);
+    return { n: a.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: +a[a.length - 1].toFixed(2), mean: +(a.reduce((s, x) => s + x, 0) / a.length).toFixed(2) };
+  }
+}
+
+function loadSettings() {
+  let saved = {};
+  try {
+    saved = JSON.parse(localStorage.getItem('fleetmq.settings') || '{}');
+  } catch (_) {
+    /* ignore a corrupt entry */
+  }
+  const s = { ...DEFAULT_SETTINGS, ...saved };
+  for (const [key, [, param]] of Object.entries(SETTING_INPUTS)) {
+    const x = parseFloat(params.get(param));
+    if (Number.isFinite(x) && x >= 0) s[key] = x;
+  }
+  return s;
+}
+
+const fleet = new Fleet(loadSettings());
+const perf = { draw: new Ring(600), frame: new Ring(600), list: new Ring(120), handleMs: 0, handleRing: new Ring(60) };
+let selected = null;
+
+function select(id) {
+  selected = id && fleet.vehicles.has(id) ? id : null;
+  list.selected = selected;
+  map.dirty = true;
+  list.renderRows();
+  detail.render(selected && fleet.vehicles.get(selected));
+}
+
+const map = new MapView($('map'), { onSelect: select, onViewChange: () => updateFitButton() });
+const list = new VehicleList($('list-scroll'), $('vehicle-list'), { fleet, onSelect: select });
+const detail = new DetailPanel($('detail'), { fleet, onClose: () => select(null) });
+
+// --- Connection -------------------------------------------------------------------------------
+
+const url = params.get('mqtt') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`;
+let connState = 'connecting';
+let lastError = '';
+$('broker-url').textContent = url;
+
+const client = new MqttClient(url, {
+  subscriptions: SUBSCRIPTIONS,
+  keepalive: 30,
+  onMessage(topic, payload, m) {
+    const t0 = performance.now();
+    fleet.handle(topic, payload, m);
+    perf.handleMs += performance.now() - t0;
+  },
+  onState(state, detail) {
+    if (state === 'error') {
+      lastError = detail;
+      return;
+    }
+    connState = state;
+    const el = $('conn');
+    el.className = `conn ${state}`;
+    el.textContent = {
+      connecting: 'Connecting…',
+      connected: 'Connected',
+      subscribed: 'Live',
+      waiting: `Reconnecting in ${Math.ceil(detail / 1000)} s`,
+      closed: 'Closed',
+    }[state];
+    el.title = lastError ? `Last error: ${lastError}` : '';
+  },
+});
+client.start();
+
+// --- Controls ----------------------------------------------------------------------------------
+
+for (const [key, [id]] of Object.entries(SETTING_INPUTS)) {
+  const input = $(id);
+  input.value = fleet.settings[key];
+  input.addEventListener('change', () => {
+    const x = parseFloat(input.value);
+    if (!Number.isFinite(x) || x < 0) return (input.value = fleet.settings[key]);
+    fleet.setSettings({ [key]: x });
+    try {
+      localStorage.setItem('fleetmq.settings', JSON.stringify(fleet.settings));
+    } catch (_) {
+      /* private mode: settings last for this page only */
+    }
+  });
+}
+$('filter').addEventListener('input', (e) => {
+  list.filter = e.target.value.trim();
+  list.scroller.scrollTop = 0;
+  list.render();
+});
+$('fit').addEventListener('click', () => {
+  map.autoFit = true;
+  map.scale = 0;
+  lastFit = 0;
+  updateFitButton();
+});
+$('alarms').addEventListener('click', (e) => {
+  const li = e.target.closest('li[data-id]');
+  if (li) select(li.dataset.id);
+});
+addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') select(null);
+});
+function updateFitButton() {
+  $('fit').textContent = map.autoFit ? 'Auto-fit: on' : 'Fit to fleet';
+}
+
+// --- Rendering ---------------------------------------------------------------------------------
+
+function renderAlarms(now) {
+  const alarms = fleet.alarms(now);
+  const shown = alarms.slice(0, 100);
+  const html = shown.map((a) => {
+    const id = `<b>${esc(a.id)}</b>`;
+    if (a.kind === 'excursion') {
+      const band = fleet.settings.bandC;
+      return `<li class="alarm excursion" data-id="${esc(a.id)}"><span class="tag">Excursion</span>${id} ${a.temp.toFixed(1)} °C, setpoint ${a.setpoint.toFixed(1)} ±${band} °C, out of band for ${ago(a.ms)}</li>`;
+    }
+    if (a.kind === 'offline')
+      return `<li class="alarm offline" data-id="${esc(a.id)}"><span class="tag">Offline</span>${id} ${a.explicit ? 'disconnected' : 'no status, no data'} ${ago(a.ms)} ago</li>`;
+    return `<li class="alarm silent" data-id="${esc(a.id)}"><span class="tag">No data</span>${id} connected, silent for ${ago(a.ms)}</li>`;
+  });
+  if (alarms.length > shown.length) html.push(`<li class="more">and ${alarms.length - shown.length} more</li>`);
+  if (!alarms.length) html.push('<li class="none">No active alarms</li>');
+  $('alarms').innerHTML = html.join('');
+  $('alarm-count').textContent = alarms.length;
+  $('alarm-count').className = alarms.length ? 'badge hot' : 'badge';
+}
+
+let lastFrame = 0;
+let lastDraw = 0;
+let drawnVersion = -1;
+let lastFit = 0;
+let lastSlow = 0;
+let lastAlarms = 0;
+let listedVersion = -1;
+let lastRate = { t: performance.now(), messages: 0 };
+
+function slowUpdate(t, now) {
+  $('vehicles-online').textContent = fleet.onlineCount(now);
+  $('vehicles-total').textContent = fleet.vehicles.size;
+  if (t - lastRate.t >= 1000) {
+    const rate = ((fleet.messages - lastRate.messages) * 1000) / (t - lastRate.t);
+    $('msg-rate').textContent = Math.round(rate).toLocaleString('en');
+    perf.handleRing.push((perf.handleMs * 1000) / (t - lastRate.t));
+    perf.handleMs = 0;
+    lastRate = { t, messages: fleet.messages };
+  }
+  $('rejects').hidden = fleet.rejected === 0;
+  $('rejects').textContent = `${fleet.rejected} malformed message${fleet.rejected === 1 ? '' : 's'} ignored`;
+  $('rejects').title = fleet.lastReject;
+  // Ages change with time, so the list refreshes at least once a second even without news.
+  if (fleet.version !== listedVersion || list.needsSort || t - lastAlarms >= 1000) {
+    const t0 = performance.now();
+    list.render(now);
+    perf.list.push(performance.now() - t0);
+    listedVersion = fleet.version;
+    $('list-count').textContent = `${list.rows.length.toLocaleString('en')} vehicle${list.rows.length === 1 ? '' : 's'}`;
+  }
+  if (t - lastAlarms >= 500) {
+    lastAlarms = t;
+    renderAlarms(now);
+  }
+  if (selected) detail.render(fleet.vehicles.get(selected), now);
+}
+
+function frame(t) {
+  requestAnimationFrame(frame);
+  if (lastFrame) perf.frame.push(t - lastFrame);
+  lastFrame = t;
+  const now = Date.now();
+  if (t - lastFit >= 1000) {
+    lastFit = t;
+    map.maybeFit(fleet.extent());
+  }
+  // Draw when something changed; at least once a second so colours follow the offline timer.
+  if (fleet.version !== drawnVersion || map.dirty || t - lastDraw >= 1000) {
+    perf.draw.push(map.draw(fleet.vehicles, (v) => fleet.state(v, now), fleet.depots, selected));
+    drawnVersion = fleet.version;
+    lastDraw = t;
+  }
+  if (t - lastSlow >= 250) {
+    lastSlow = t;
+    slowUpdate(t, now);
+  }
+}
+requestAnimationFrame(frame);
+updateFitButton();
+
+// For tests and for looking inside from the console.
+window.fleetDashboard = {
+  fleet,
+  client,
+  map,
+  list,
+  select,
+  get connState() {
+    return connState;
+  },
+  perfStats() {
+    return {
+      vehicles: fleet.vehicles.size,
+      drawMs: perf.draw.summary(),
+      frameIntervalMs: perf.frame.summary(),
+      listRenderMs: perf.list.summary(),
+      messageHandlingMsPerSecond: perf.handleRing.summary(),
+      messagesReceived: client.received,
+    };
+  },
+  resetPerf() {
+    perf.draw = new Ring(600);
+    perf.frame = new Ring(600);
+    perf.list = new Ring(120);
+    perf.handleRing = new Ring(60);
+  },
+};

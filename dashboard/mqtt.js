@@ -1,0 +1,275 @@
+// A small MQTT 3.1.1 client over WebSocket (MQTT spec section 6: subprotocol `mqtt`, binary
+// frames). It does what the dashboard needs and no more: CONNECT with keepalive and a random
+// client id, SUBSCRIBE, receive PUBLISH at QoS 0/1 (and 2, acknowledged), PINGREQ, and reconnect
+// with back-off. A WebSocket message may hold part of an MQTT packet or several packets, so bytes
+// go through a reassembly buffer and are cut into packets by their remaining length.
+
+const MAX_PACKET = 1 << 20; // larger incoming packets are a protocol error for this page
+
+/** Encodes `n` as an MQTT variable byte integer ("remaining length"). */
+export function encodeLength(n) {
+  const out = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return out;
+}
+
+/**
+ * Reads a remaining length at `buf[i]`. Returns `[value, bytesUsed]`, `null` when more bytes are
+ * needed, and throws when the encoding is longer than the four bytes MQTT allows.
+ */
+export function decodeLength(buf, i) {
+  let value = 0;
+  let mult = 1;
+  for (let k = 0; k < 4; k++) {
+    if (i + k >= buf.length) return null;
+    const b = buf[i + k];
+    value += (b & 0x7f) * mult;
+    if ((b & 0x80) === 0) return [value, k + 1];
+    mult *= 128;
+  }
+  throw new Error('malformed remaining length');
+}
+
+const utf8 = new TextEncoder();
+const utf8d = new TextDecoder();
+
+function str(s) {
+  const b = utf8.encode(s);
+  return [b.length >> 8, b.length & 0xff, ...b];
+}
+
+function packet(type, body) {
+  return new Uint8Array([type, ...encodeLength(body.length), ...body]);
+}
+
+/** CONNECT, MQTT 3.1.1, clean session. */
+export function connectPacket(clientId, keepalive) {
+  const body = [...str('MQTT'), 4, 0x02, keepalive >> 8, keepalive & 0xff, ...str(clientId)];
+  return packet(0x10, body);
+}
+
+/** SUBSCRIBE with packet id `id` to `filters` ([topic, qos] pairs). */
+export function subscribePacket(id, filters) {
+  const body = [id >> 8, id & 0xff];
+  for (const [topic, qos] of filters) body.push(...str(topic), qos);
+  return packet(0x82, body);
+}
+
+const ack = (type, id) => new Uint8Array([type, 2, id >> 8, id & 0xff]);
+const PINGREQ = new Uint8Array([0xc0, 0]);
+const DISCONNECT = new Uint8Array([0xe0, 0]);
+
+/**
+ * Cuts complete packets out of a byte stream. `push(bytes)` returns the packets completed by
+ * these bytes as `{type, flags, body}` (body is a view, not a copy); leftover bytes wait for the
+ * next push.
+ */
+export class PacketReader {
+  constructor(maxPacket = MAX_PACKET) {
+    this.rest = null;
+    this.maxPacket = maxPacket;
+  }
+
+  push(chunk) {
+    let buf = chunk;
+    if (this.rest) {
+      buf = new Uint8Array(this.rest.length + chunk.length);
+      buf.set(this.rest);
+      buf.set(chunk, this.rest.length);
+      this.rest = null;
+    }
+    const out = [];
+    let i = 0;
+    while (buf.length - i >= 2) {
+      const len = decodeLength(buf, i + 1);
+      if (!len) break;
+      const [n, used] = len;
+      if (n > this.maxPacket) throw new Error(`packet of ${n} bytes exceeds ${this.maxPacket}`);
+      const start = i + 1 + used;
+      if (buf.length < start + n) break;
+      out.push({ type: buf[i] >> 4, flags: buf[i] & 0x0f, body: buf.subarray(start, start + n) });
+      i = start + n;
+    }
+    // Keep a copy of the tail: the chunk's buffer is not ours to hold on to.
+    if (i < buf.length) this.rest = buf.slice(i);
+    return out;
+  }
+}
+
+/** Decodes a PUBLISH body: `{topic, payload, qos, retain, dup, id}`. */
+export function parsePublish(flags, body) {
+  const qos = (flags >> 1) & 3;
+  if (body.length < 2) throw new Error('short PUBLISH');
+  const tlen = (body[0] << 8) | body[1];
+  let i = 2 + tlen;
+  const topic = utf8d.decode(body.subarray(2, i));
+  let id = 0;
+  if (qos > 0) {
+    id = (body[i] << 8) | body[i + 1];
+    i += 2;
+  }
+  if (i > body.length || qos === 3) throw new Error('malformed PUBLISH');
+  return { topic, payload: body.subarray(i), qos, retain: (flags & 1) === 1, dup: (flags & 8) === 8, id };
+}
+
+function randomId() {
+  const b = new Uint8Array(6);
+  crypto.getRandomValues(b);
+  return 'fleetdash-' + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The client. `onMessage(topic, payloadBytes, {qos, retain})` is called for every PUBLISH;
+ * `onState(state, detail)` with 'connecting' | 'connected' | 'subscribed' | 'closed' |
+ * 'waiting' (detail: ms until the next attempt) | 'error' (detail: text).
+ */
+export class MqttClient {
+  constructor(url, { subscriptions = [], keepalive = 30, onMessage = () => {}, onState = () => {}, WebSocketImpl } = {}) {
+    this.url = url;
+    this.subscriptions = subscriptions;
+    this.keepalive = keepalive;
+    this.onMessage = onMessage;
+    this.onState = onState;
+    this.WS = WebSocketImpl || globalThis.WebSocket;
+    this.clientId = randomId();
+    this.backoff = 500;
+    this.nextId = 1;
+    this.stopped = false;
+    this.received = 0;
+    this.ws = null;
+    this.timers = [];
+  }
+
+  start() {
+    this.stopped = false;
+    this.open();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.clearTimers();
+    if (this.ws && this.ws.readyState === 1) this.ws.send(DISCONNECT);
+    if (this.ws) this.ws.close();
+  }
+
+  clearTimers() {
+    for (const t of this.timers) clearTimeout(t), clearInterval(t);
+    this.timers = [];
+  }
+
+  open() {
+    this.clearTimers();
+    this.onState('connecting');
+    const reader = new PacketReader();
+    let ws;
+    try {
+      ws = new this.WS(this.url, ['mqtt']);
+    } catch (e) {
+      this.onState('error', String(e));
+      this.retry();
+      return;
+    }
+    this.ws = ws;
+    ws.binaryType = 'arraybuffer';
+    let closed = false;
+    let awaitingPong = false;
+    const fail = (why) => {
+      if (closed || this.ws !== ws) return;
+      closed = true;
+      this.clearTimers();
+      if (why) this.onState('error', why);
+      try {
+        ws.close();
+      } catch (_) {
+        /* already closed */
+      }
+      this.retry();
+    };
+    // The server must answer CONNECT within a reasonable time.
+    this.timers.push(setTimeout(() => fail('no CONNACK within 10 s'), 10000));
+    ws.onopen = () => ws.send(connectPacket(this.clientId, this.keepalive));
+    ws.onerror = () => fail('WebSocket error');
+    ws.onclose = () => fail(null);
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === 'string') return fail('text frame from server');
+      let packets;
+      try {
+        packets = reader.push(new Uint8Array(ev.data));
+        for (const p of packets) this.handle(ws, p, () => (awaitingPong = false));
+      } catch (e) {
+        fail(String(e.message || e));
+      }
+    };
+    this.onConnack = () => {
+      this.clearTimers();
+      this.backoff = 500;
+      this.onState('connected');
+      if (this.subscriptions.length) ws.send(subscribePacket(this.nextPacketId(), this.subscriptions));
+      if (this.keepalive > 0) {
+        // Ping well inside the keepalive; a missing PINGRESP by the next ping means a dead link.
+        const every = Math.max(1000, this.keepalive * 750);
+        this.timers.push(
+          setInterval(() => {
+            if (awaitingPong) return fail('no PINGRESP');
+            awaitingPong = true;
+            ws.send(PINGREQ);
+          }, every),
+        );
+      }
+    };
+  }
+
+  nextPacketId() {
+    const id = this.nextId;
+    this.nextId = id === 0xffff ? 1 : id + 1;
+    return id;
+  }
+
+  handle(ws, p, pong) {
+    switch (p.type) {
+      case 2: // CONNACK
+        if (p.body.length < 2) throw new Error('short CONNACK');
+        if (p.body[1] !== 0) throw new Error(`CONNACK refused, return code ${p.body[1]}`);
+        this.onConnack();
+        break;
+      case 3: {
+        // PUBLISH
+        const m = parsePublish(p.flags, p.body);
+        this.received++;
+        if (m.qos === 1) ws.send(ack(0x40, m.id));
+        else if (m.qos === 2) ws.send(ack(0x50, m.id)); // PUBREC; delivered now, PUBCOMP on PUBREL
+        this.onMessage(m.topic, m.payload, m);
+        break;
+      }
+      case 6: // PUBREL
+        ws.send(ack(0x70, (p.body[0] << 8) | p.body[1]));
+        break;
+      case 9: {
+        // SUBACK
+        const refused = Array.from(p.body.subarray(2)).filter((rc) => rc === 0x80).length;
+        if (refused) this.onState('error', `${refused} subscription(s) refused`);
+        this.onState('subscribed');
+        break;
+      }
+      case 13: // PINGRESP
+        pong();
+        break;
+      default:
+        throw new Error(`unexpected packet type ${p.type}`);
+    }
+  }
+
+  retry() {
+    if (this.stopped) return;
+    // Exponential back-off with jitter, so a restarted broker is not hit by every page at once.
+    const wait = Math.round(this.backoff * (0.75 + Math.random() * 0.5));
+    this.backoff = Math.min(this.backoff * 2, 30000);
+    this.onState('waiting', wait);
+    this.timers.push(setTimeout(() => this.open(), wait));
+  }
+}
