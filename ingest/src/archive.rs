@@ -1,0 +1,206 @@
+//! The archive handle: routes submitted records to the writer threads and answers for
+//! checkpoints, flushes and statistics.
+
+use std::{
+    sync::{
+        mpsc::{self, Sender},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use crate::{
+    checkpoint::Progress,
+    classify::{vehicle_of, writer_of},
+    recovery,
+    stats::{add, ArchiveStats, Counters},
+    writer::{
+        file::ensure_dir,
+        thread::{self, Command},
+        Shared, Writer,
+    },
+    ArchiveConfig, ArchiveError, Record, WalPosition,
+};
+
+/// The Parquet writer side of the archive: writer threads fed by channels.
+///
+/// `Send + Sync`; share it with `Arc`. [`Archive::submit`] never blocks: the channels are
+/// unbounded, because a shard's executor thread must not stall its sockets on a slow disk.
+/// Memory is bounded instead by what the shard admits: the records submitted come from the
+/// shard's write-ahead log, and [`ArchiveStats::queued_bytes`] and [`ArchiveStats::lag`] tell
+/// the broker when to stop reading from publishers (back-pressure at the source).
+#[derive(Debug)]
+pub struct Archive {
+    config: ArchiveConfig,
+    shared: Arc<Shared>,
+    senders: Vec<Sender<Command>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Archive {
+    /// Opens the archive at `config.data_dir` (creating it), rebuilds the exactly-once index
+    /// from the files there, removes half-written files, and starts the writer threads.
+    ///
+    /// # Errors
+    /// An invalid configuration, an unreadable archive file or directory, a thread that
+    /// cannot start.
+    pub fn open(config: ArchiveConfig) -> Result<Arc<Archive>, ArchiveError> {
+        config.validate()?;
+        let wal_root = config.data_dir.join("wal");
+        ensure_dir(&wal_root)?;
+        let recovered = recovery::scan(&config.data_dir, config.writer_threads)?;
+        tracing::info!(
+            data = %config.data_dir.display(),
+            files = recovered.files,
+            rows = recovered.rows,
+            vehicles = recovered.dedup.iter().map(|d| d.vehicles()).sum::<usize>(),
+            indexed = recovered.dedup.iter().map(|d| d.len()).sum::<u64>(),
+            "archive index rebuilt"
+        );
+        let shared = Arc::new(Shared {
+            data_dir: config.data_dir.clone(),
+            progress: Progress::load(&wal_root, config.writer_threads)?,
+            counters: Counters::default(),
+        });
+        let tick = config.rotate_age.min(Duration::from_secs(1));
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        let pairs = recovered.dedup.into_iter().zip(recovered.next_file);
+        for (id, (dedup, next_file)) in pairs.enumerate() {
+            let writer = Writer::new(id, &config, shared.clone(), dedup, next_file);
+            let (tx, rx) = mpsc::channel();
+            let handle = thread::spawn(writer, rx, tick)
+                .map_err(|e| ArchiveError::io(format!("archive-writer-{id}"), e))?;
+            senders.push(tx);
+            threads.push(handle);
+        }
+        Ok(Arc::new(Archive {
+            config,
+            shared,
+            senders,
+            threads: Mutex::new(threads),
+        }))
+    }
+
+    /// The configuration the archive was opened with.
+    pub fn config(&self) -> &ArchiveConfig {
+        &self.config
+    }
+
+    /// Hands durable log records of `shard` to the writers; `end` is the log position just
+    /// after the last of them. Batches of one shard must be submitted in log order, from one
+    /// thread; a batch whose `end` is not past the previous one is ignored (it was submitted
+    /// already). Returns at once.
+    pub fn submit(&self, shard: usize, end: WalPosition, records: Vec<Record>) {
+        let Some(start) = self.shared.progress.begin_batch(shard, end) else {
+            tracing::debug!(shard, %end, "batch already submitted; ignored");
+            return;
+        };
+        add(&self.shared.counters.submitted, records.len() as u64);
+        let writers = self.senders.len();
+        let mut shares: Vec<Vec<Record>> = if writers == 1 {
+            vec![records]
+        } else {
+            let mut shares = vec![Vec::new(); writers];
+            for record in records {
+                let writer = writer_of(vehicle_of(&record.topic), writers);
+                shares[writer].push(record);
+            }
+            shares
+        };
+        // Every writer gets the batch, even an empty share, so each knows the log moved on.
+        for (sender, records) in self.senders.iter().zip(shares.drain(..)) {
+            let bytes: u64 = records
+                .iter()
+                .map(|r| (r.topic.len() + r.payload.len()) as u64)
+                .sum();
+            add(&self.shared.counters.queued_bytes, bytes);
+            let command = Command::Batch {
+                shard,
+                start,
+                end,
+                records,
+                bytes,
+            };
+            if sender.send(command).is_err() {
+                tracing::error!(shard, %end,
+                    "archive is closed; records stay in the write-ahead log for the next start");
+            }
+        }
+    }
+
+    /// Highest log position of `shard` below which every record is in a published file (or a
+    /// rejects file, or was a duplicate or skipped): log segments wholly below it may be
+    /// deleted.
+    pub fn checkpoint(&self, shard: usize) -> WalPosition {
+        self.shared.progress.checkpoint(shard)
+    }
+
+    /// Publishes every open file now and persists the checkpoints; returns once done.
+    /// Blocks the calling thread: for shutdown and tests, not for a shard's hot path.
+    ///
+    /// # Errors
+    /// The first writer that failed to publish.
+    pub fn flush(&self) -> Result<(), ArchiveError> {
+        self.ask_all(Command::Flush)
+    }
+
+    /// Publishes every open file, then stops the writer threads. Records submitted afterwards
+    /// are not archived (they stay in the log).
+    ///
+    /// # Errors
+    /// The first writer that failed its final flush.
+    pub fn close(&self) -> Result<(), ArchiveError> {
+        let result = self.ask_all(Command::Stop);
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for handle in threads {
+            if handle.join().is_err() {
+                tracing::error!("an archive writer thread panicked");
+            }
+        }
+        result
+    }
+
+    fn ask_all(
+        &self,
+        command: fn(mpsc::SyncSender<Result<(), ArchiveError>>) -> Command,
+    ) -> Result<(), ArchiveError> {
+        let mut replies = Vec::new();
+        for sender in &self.senders {
+            let (tx, rx) = mpsc::sync_channel(1);
+            if sender.send(command(tx)).is_ok() {
+                replies.push(rx);
+            }
+        }
+        if replies.is_empty() {
+            return Err(ArchiveError::Closed);
+        }
+        let mut result = Ok(());
+        for reply in replies {
+            let answer = reply.recv().unwrap_or(Err(ArchiveError::Closed));
+            if result.is_ok() {
+                result = answer;
+            }
+        }
+        result
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ArchiveStats {
+        self.shared.counters.snapshot()
+    }
+}
+
+impl Drop for Archive {
+    /// Dropping the last handle without [`Archive::close`] still lets the writer threads
+    /// publish what they hold (the channels disconnect), but does not wait for them.
+    fn drop(&mut self) {
+        self.senders.clear();
+    }
+}

@@ -1,0 +1,109 @@
+//! How the archive rotates files, bounds memory and sizes its log.
+
+use std::{path::PathBuf, time::Duration};
+
+use crate::ArchiveError;
+
+/// Configuration of an [`crate::Archive`] and its [`crate::ShardWal`]s.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    /// Root of the archive: `{data}/gps/...`, `{data}/reefer/...`, `{data}/rejects/...`,
+    /// `{data}/wal/...`.
+    pub data_dir: PathBuf,
+    /// An open file is published once it holds this many rows.
+    pub rotate_rows: usize,
+    /// An open file is published once its buffered rows take this many bytes.
+    pub rotate_bytes: usize,
+    /// An open file is published at the latest this long after its first row arrived, so that
+    /// readers see data within a bounded delay even at a trickle.
+    pub rotate_age: Duration,
+    /// A write-ahead log segment is closed and a new one started past this size.
+    pub wal_segment_bytes: u64,
+    /// Number of writer threads; records are spread over them by a hash of the vehicle id, so
+    /// each vehicle's rows (and its exactly-once index) live in exactly one thread.
+    pub writer_threads: usize,
+    /// Bound of the rows buffered by all writers together; past it the largest open files
+    /// are published early.
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            data_dir: PathBuf::from("fleet-data"),
+            rotate_rows: 1_000_000,
+            rotate_bytes: 64 << 20,
+            rotate_age: Duration::from_secs(60),
+            wal_segment_bytes: 64 << 20,
+            writer_threads: 1,
+            max_buffered_bytes: 256 << 20,
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// The defaults, with the archive rooted at `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ArchiveConfig {
+            data_dir: data_dir.into(),
+            ..ArchiveConfig::default()
+        }
+    }
+
+    /// Checks that every bound can be met.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Config`] naming the field.
+    pub fn validate(&self) -> Result<(), ArchiveError> {
+        let zero = |name: &str| Err(ArchiveError::Config(format!("`{name}` must be above 0")));
+        if self.rotate_rows == 0 {
+            return zero("rotate_rows");
+        }
+        if self.rotate_bytes == 0 {
+            return zero("rotate_bytes");
+        }
+        if self.rotate_age.is_zero() {
+            return zero("rotate_age");
+        }
+        if self.wal_segment_bytes == 0 {
+            return zero("wal_segment_bytes");
+        }
+        if self.writer_threads == 0 {
+            return zero("writer_threads");
+        }
+        if self.max_buffered_bytes == 0 {
+            return zero("max_buffered_bytes");
+        }
+        Ok(())
+    }
+
+    /// The share of [`ArchiveConfig::max_buffered_bytes`] each writer thread may hold.
+    pub(crate) fn per_writer_buffer(&self) -> usize {
+        (self.max_buffered_bytes / self.writer_threads.max(1)).max(1)
+    }
+
+    /// `{data}/wal/shard-{shard}`.
+    pub(crate) fn wal_dir(&self, shard: usize) -> PathBuf {
+        self.data_dir.join("wal").join(format!("shard-{shard}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(ArchiveConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn zero_bounds_are_refused_by_name() {
+        let config = ArchiveConfig {
+            writer_threads: 0,
+            ..ArchiveConfig::new("x")
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("writer_threads"), "{err}");
+    }
+}

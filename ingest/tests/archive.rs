@@ -1,0 +1,304 @@
+//! End to end through `ShardWal` and `Archive`: records in, Parquet files read back.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{collections::HashSet, time::Duration};
+
+use arrow_array::{cast::AsArray, Array};
+use common::*;
+use ingest::{Archive, ArchiveConfig, Record, ShardWal, WalPosition};
+
+fn config(data: &std::path::Path) -> ArchiveConfig {
+    ArchiveConfig {
+        rotate_rows: 300,
+        writer_threads: 2,
+        rotate_age: Duration::from_secs(3600),
+        ..ArchiveConfig::new(data)
+    }
+}
+
+/// The workload: 12 vehicles x 150 readings alternating gps/reefer, every 9th reading five
+/// hours late (store-and-forward), every 10th redelivered, plus rejects and statuses.
+struct Workload {
+    records: Vec<Record>,
+    expected: HashSet<(String, i64)>,
+    duplicates: u64,
+    rejects: u64,
+    statuses: u64,
+}
+
+fn workload() -> Workload {
+    let mut records = Vec::new();
+    let mut expected = HashSet::new();
+    let mut redeliveries = Vec::new();
+    for v in 0..12 {
+        let vehicle = format!("truck-{v:02}");
+        for seq in 0..150u64 {
+            let late = seq % 9 == 4;
+            let ts = T0 + seq as i64 * 1000 - if late { 5 * HOUR } else { 0 };
+            let record = if seq % 2 == 0 {
+                gps(&vehicle, seq, ts)
+            } else {
+                reefer(&vehicle, seq, ts)
+            };
+            if seq % 10 == 3 {
+                redeliveries.push(record.clone());
+            }
+            records.push(record);
+            expected.insert((vehicle.clone(), seq as i64));
+        }
+    }
+    let duplicates = redeliveries.len() as u64;
+    records.extend(redeliveries);
+    let bad: Vec<(&str, &str)> = vec![
+        ("fleet/truck-00/gps", "{not json"),
+        ("fleet/truck-00/gps", r#"{"ts":1,"seq":999}"#),
+        (
+            "fleet/truck-01/gps",
+            r#"{"ts":1,"seq":998,"lat":91,"lon":0,"speed_kmh":1,"heading_deg":1}"#,
+        ),
+        (
+            "fleet/truck-02/reefer",
+            r#"{"ts":1,"seq":997,"temp_c":"cold"}"#,
+        ),
+        ("fleet/truck-03/speed", "{}"),
+        ("elsewhere/x", "hello"),
+        ("fleet/bad id/gps", "{}"),
+    ];
+    let rejects = bad.len() as u64;
+    for (topic, payload) in bad {
+        records.push(Record::new(topic, payload, T0));
+    }
+    let statuses = 5;
+    for v in 0..statuses {
+        records.push(Record::new(
+            format!("fleet/truck-{v:02}/status"),
+            "online",
+            T0,
+        ));
+    }
+    Workload {
+        records,
+        expected,
+        duplicates,
+        rejects,
+        statuses,
+    }
+}
+
+/// Appends every record, waits until all are durable, closes the log.
+async fn log_all(archive: std::sync::Arc<Archive>, records: Vec<Record>) -> WalPosition {
+    let (wal, replayed, _) = ShardWal::open(archive.clone(), 0).await.unwrap();
+    assert!(replayed.is_empty());
+    let mut tickets = Vec::new();
+    for chunk in records.chunks(97) {
+        for record in chunk {
+            tickets.push(wal.append(record.clone()));
+        }
+        // Yield between chunks so commits interleave with appends (several group commits).
+        glommio::yield_if_needed().await;
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    for ticket in tickets {
+        wal.durable(ticket).await.unwrap();
+    }
+    wal.close().await.unwrap();
+    archive.checkpoint(0)
+}
+
+#[test]
+fn every_reading_once_sorted_in_its_own_hour_with_rejects_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let w = workload();
+    let archive = Archive::open(config(&data)).unwrap();
+    run(log_all(archive.clone(), w.records.clone()));
+    archive.flush().unwrap();
+    let stats = archive.stats();
+    archive.close().unwrap();
+
+    // Counters.
+    assert_eq!(stats.duplicates, w.duplicates);
+    assert_eq!(stats.skipped, w.statuses);
+    assert_eq!(stats.reject_rows, w.rejects);
+    assert_eq!(stats.gps_rows + stats.reefer_rows, w.expected.len() as u64);
+    assert_eq!(
+        (stats.lag, stats.buffered_bytes, stats.queued_bytes),
+        (0, 0, 0)
+    );
+
+    // Exactly once.
+    let archived = archived(&data);
+    let keys: HashSet<_> = archived.keys().cloned().collect();
+    assert_eq!(keys, w.expected);
+    assert!(
+        archived.values().all(|&n| n == 1),
+        "duplicates in the archive"
+    );
+
+    // Sorted within files, rotated by rows, each row in the partition of its own ts.
+    let mut late_partitions = 0;
+    for table in ["gps", "reefer"] {
+        for path in files(&data, table) {
+            let batch = read(&path);
+            assert!(batch.num_rows() <= 300, "{} not rotated", path.display());
+            let rows = rows(&batch);
+            assert!(is_sorted(&rows), "{} not sorted", path.display());
+            let dir = path.parent().unwrap();
+            for row in &rows {
+                assert!(
+                    dir.ends_with(partition_of(row.ts)),
+                    "{row:?} in {}",
+                    dir.display()
+                );
+            }
+            if dir.ends_with("hour=17") {
+                late_partitions += 1;
+            }
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.starts_with("part-0-") || name.starts_with("part-1-"),
+                "{name}"
+            );
+            let received = batch.column_by_name("received_at").unwrap();
+            assert_eq!(received.null_count(), 0);
+        }
+    }
+    assert!(
+        late_partitions >= 2,
+        "late readings did not land in their own hour"
+    );
+
+    // Rejects keep topic, payload and reason.
+    let reject_files = files(&data, "rejects");
+    assert!(!reject_files.is_empty());
+    let mut reasons = Vec::new();
+    for path in &reject_files {
+        assert!(path.parent().unwrap().ends_with("rejects/date=2023-11-14"));
+        let batch = read(path);
+        let topic = batch.column_by_name("topic").unwrap().as_string::<i32>();
+        let payload = batch.column_by_name("payload").unwrap().as_binary::<i32>();
+        let reason = batch.column_by_name("reason").unwrap().as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            assert!(!payload.value(i).is_empty() || topic.value(i).ends_with("speed"));
+            reasons.push((topic.value(i).to_owned(), reason.value(i).to_owned()));
+        }
+    }
+    assert_eq!(reasons.len() as u64, w.rejects);
+    let reason_of = |t: &str| &reasons.iter().find(|(topic, _)| topic == t).unwrap().1;
+    assert!(
+        reason_of("elsewhere/x").contains("not fleet"),
+        "{reasons:?}"
+    );
+    assert!(
+        reason_of("fleet/truck-01/gps").contains("lat"),
+        "{reasons:?}"
+    );
+    assert!(
+        reason_of("fleet/truck-02/reefer").contains("temp_c"),
+        "{reasons:?}"
+    );
+
+    // No temporary file is visible, the checkpoint covers the whole log, and the log holds
+    // only its current segment.
+    let tmp = walk_names(&data)
+        .into_iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .count();
+    assert_eq!(tmp, 0);
+}
+
+fn walk_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_names(&path));
+        } else {
+            out.push(path.file_name().unwrap().to_str().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restart_indexes_the_archive_and_a_vehicle_replay_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let w = workload();
+    let archive = Archive::open(config(&data)).unwrap();
+    let end = run(log_all(archive.clone(), w.records.clone()));
+    archive.close().unwrap();
+    // Closing published everything, so the checkpoint reached the end of the log.
+    let checkpoint = archive.checkpoint(0);
+    assert!(checkpoint >= end);
+    let files_before = walk_names(&data.join("gps")).len() + walk_names(&data.join("reefer")).len();
+
+    // Restart: nothing to replay (the checkpoint covers the log), the index is rebuilt, and a
+    // vehicle that sends everything again (reconnect after store-and-forward) adds nothing.
+    let archive = Archive::open(config(&data)).unwrap();
+    assert_eq!(archive.checkpoint(0), checkpoint);
+    assert!(checkpoint > WalPosition::ZERO);
+    run(log_all(archive.clone(), w.records.clone()));
+    archive.close().unwrap();
+    let stats = archive.stats();
+    assert_eq!(stats.gps_rows + stats.reefer_rows, 0);
+    assert_eq!(
+        stats.duplicates,
+        w.records.len() as u64 - w.rejects - w.statuses
+    );
+    let files_after = walk_names(&data.join("gps")).len() + walk_names(&data.join("reefer")).len();
+    assert_eq!(files_before, files_after);
+    // The rejects are new messages each time: they are archived again, under new names.
+    assert_eq!(stats.reject_rows, w.rejects);
+    let archived = archived(&data);
+    assert!(archived.values().all(|&n| n == 1));
+    assert_eq!(archived.len(), w.expected.len());
+}
+
+#[test]
+fn memory_bound_forces_early_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let config = ArchiveConfig {
+        max_buffered_bytes: 20_000,
+        rotate_age: Duration::from_secs(3600),
+        ..ArchiveConfig::new(&data)
+    };
+    let archive = Archive::open(config).unwrap();
+    let records: Vec<Record> = (0..2000).map(|s| gps("v", s, T0 + s as i64)).collect();
+    archive.submit(5, WalPosition::new(1, 1), records);
+    // Wait for the writer without flushing: only the memory bound can have published files.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while archive.stats().lag > 300 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = archive.stats();
+    assert!(stats.files >= 5, "{stats:?}");
+    // The bound is enforced after each row, so it is exceeded by at most one row.
+    assert!(stats.buffered_bytes <= 20_000 + 200, "{stats:?}");
+    archive.close().unwrap();
+    assert_eq!(archived(&data).len(), 2000);
+}
+
+#[test]
+fn aged_files_are_published_without_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let config = ArchiveConfig {
+        rotate_age: Duration::from_millis(200),
+        ..ArchiveConfig::new(&data)
+    };
+    let archive = Archive::open(config).unwrap();
+    archive.submit(0, WalPosition::new(1, 10), vec![gps("v", 0, T0)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while archive.checkpoint(0) < WalPosition::new(1, 10) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(archive.stats().files, 1);
+    // The checkpoint is persisted once the file is published.
+    let persisted = std::fs::read_to_string(data.join("wal/shard-0/checkpoint")).unwrap();
+    assert_eq!(persisted.trim(), "1 10");
+    archive.close().unwrap();
+}
