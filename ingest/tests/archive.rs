@@ -209,6 +209,26 @@ fn every_reading_once_sorted_in_its_own_hour_with_rejects_kept() {
     assert_eq!(tmp, 0);
 }
 
+/// zstd, page statistics with column and offset indexes, a dictionary and a bloom filter on
+/// `vehicle_id`.
+fn assert_readers_can_prune(path: &std::path::Path) {
+    use parquet::{
+        arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
+        basic::{Compression, Encoding},
+    };
+    let file = std::fs::File::open(path).unwrap();
+    let options = ArrowReaderOptions::new().with_page_index(true);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
+    let meta = builder.metadata();
+    assert!(meta.column_index().is_some(), "no column index");
+    assert!(meta.offset_index().is_some(), "no offset index");
+    let vehicle = meta.row_group(0).column(0);
+    assert!(matches!(vehicle.compression(), Compression::ZSTD(_)));
+    assert!(vehicle.statistics().is_some());
+    assert!(vehicle.bloom_filter_offset().is_some(), "no bloom filter");
+    assert!(vehicle.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+}
+
 fn walk_names(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
