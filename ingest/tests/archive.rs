@@ -169,6 +169,7 @@ fn every_reading_once_sorted_in_its_own_hour_with_rejects_kept() {
         late_partitions >= 2,
         "late readings did not land in their own hour"
     );
+    assert_readers_can_prune(&files(&data, "gps")[0]);
 
     // Rejects keep topic, payload and reason.
     let reject_files = files(&data, "rejects");
@@ -215,9 +216,10 @@ fn assert_readers_can_prune(path: &std::path::Path) {
     use parquet::{
         arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
         basic::{Compression, Encoding},
+        file::metadata::PageIndexPolicy,
     };
     let file = std::fs::File::open(path).unwrap();
-    let options = ArrowReaderOptions::new().with_page_index(true);
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
     let meta = builder.metadata();
     assert!(meta.column_index().is_some(), "no column index");
