@@ -55,7 +55,12 @@ function loadSettings() {
 }
 
 const fleet = new Fleet(loadSettings());
-const perf = { draw: new Ring(600), frame: new Ring(600), list: new Ring(120), handleMs: 0, handleRing: new Ring(60) };
+const perf = newPerf();
+function newPerf() {
+  const p = { frame: new Ring(600), list: new Ring(120), handleMs: 0, handleRing: new Ring(60) };
+  for (const k of ['draw', 'base', 'markers', 'overlay']) p[k] = new Ring(600);
+  return p;
+}
 let selected = null;
 
 function select(id) {
@@ -213,7 +218,9 @@ function frame(t) {
   }
   // Draw when something changed; at least once a second so colours follow the offline timer.
   if (fleet.version !== drawnVersion || map.dirty || t - lastDraw >= 1000) {
-    perf.draw.push(map.draw(fleet.vehicles, (v) => fleet.state(v, now), fleet.depots, selected));
+    const stateOf = (v) => fleet.state(v, now);
+    perf.draw.push(map.draw({ vehicles: fleet.vehicles, version: fleet.version, stateOf, depots: fleet.depots, selected }));
+    if (map.timing) for (const k in map.timing) perf[k].push(map.timing[k]);
     drawnVersion = fleet.version;
     lastDraw = t;
   }
@@ -239,6 +246,7 @@ window.fleetDashboard = {
     return {
       vehicles: fleet.vehicles.size,
       drawMs: perf.draw.summary(),
+      drawPartsMs: { baseAndTrails: perf.base.summary(), markers: perf.markers.summary(), overlay: perf.overlay.summary() },
       frameIntervalMs: perf.frame.summary(),
       listRenderMs: perf.list.summary(),
       messageHandlingMsPerSecond: perf.handleRing.summary(),
@@ -246,9 +254,6 @@ window.fleetDashboard = {
     };
   },
   resetPerf() {
-    perf.draw = new Ring(600);
-    perf.frame = new Ring(600);
-    perf.list = new Ring(120);
-    perf.handleRing = new Ring(60);
+    Object.assign(perf, newPerf());
   },
 };

@@ -7,8 +7,9 @@
 //
 // Depots: the simulator publishes nothing about depots. A retained `fleet/_depots` message (a
 // JSON list of `{name?, lat, lon}`) is used when present; otherwise depots are inferred from where
-// vehicles start: a GPS fix with `seq` < 3 is a vehicle's first position (`seq` counts every
-// message of a vehicle from 0), and starts within 1 km of each other are one depot. A page opened
+// vehicles start: the first GPS fix the page gets from a vehicle is its start when its `seq` is
+// below 4 (`seq` counts every message of a vehicle from 0, reefer readings included), and starts
+// within 1 km of each other are one depot. A page opened
 // mid-run sees no first positions and shows no inferred depots, rather than guessing.
 
 import { project } from './map.js';
@@ -156,7 +157,7 @@ export class Fleet {
   }
 
   applyGps(v, m) {
-    if (m.seq < 3) this.noteStart(m.lat, m.lon);
+    if (m.seq < 4 && v.x === undefined) this.noteStart(m.lat, m.lon);
     if (m.ts < v.gpsTs) return; // late (store-and-forward) or duplicate: not the current position
     v.gpsTs = m.ts;
     v.lat = m.lat;

@@ -191,6 +191,7 @@ test('depots are inferred from first positions, or taken from fleet/_depots', ()
   f.handle('fleet/b/gps', gps(1, 1, 51.9005, 4.4005, 0), {}); // 60 m away: same depot
   f.handle('fleet/c/gps', gps(0, 1, 52.3, 4.9, 0), {});
   f.handle('fleet/d/gps', gps(500, 1, 52.0, 5.0), {}); // mid-run: not a start
+  f.handle('fleet/a/gps', gps(2, 2, 52.1, 5.1), {}); // a's second fix: not a start either
   assert.deepEqual(f.depots.map((d) => d.count), [2, 1]);
   f.handle('fleet/_depots', JSON.stringify([{ name: 'Rotterdam', lat: 51.9, lon: 4.4 }]), { retain: true });
   assert.deepEqual(f.depots.map((d) => d.name), ['Rotterdam']);
