@@ -324,3 +324,67 @@ fn aged_files_are_published_without_a_flush() {
     assert_eq!(persisted.trim(), "1 10");
     archive.close().unwrap();
 }
+
+#[test]
+fn segments_rotate_and_archived_ones_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let config = ArchiveConfig {
+        wal_segment_bytes: 4096,
+        rotate_age: Duration::from_secs(3600),
+        ..ArchiveConfig::new(&data)
+    };
+    let archive = Archive::open(config.clone()).unwrap();
+    let wal_dir = data.join("wal/shard-0");
+    let segments = move || {
+        std::fs::read_dir(&wal_dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "wal")
+            })
+            .count()
+    };
+    let counted = segments.clone();
+    let max_seen = run({
+        let archive = archive.clone();
+        async move {
+            let (wal, _, _) = ShardWal::open(archive.clone(), 0).await.unwrap();
+            let mut max_seen = 0;
+            for round in 0..10u64 {
+                // ~40 records of ~130 bytes: more than one segment per round.
+                let tickets: Vec<_> = (0..40)
+                    .map(|i| wal.append(gps("v", round * 40 + i, T0 + i as i64)))
+                    .collect();
+                for ticket in tickets {
+                    wal.durable(ticket).await.unwrap();
+                }
+                max_seen = max_seen.max(counted());
+                // Publish, so the next commit may delete what is below the checkpoint.
+                archive.flush().unwrap();
+            }
+            wal.close().await.unwrap();
+            max_seen
+        }
+    });
+    // Rotation made several segments; deletion kept only the ones at or above the checkpoint.
+    assert!(max_seen >= 2, "no rotation: {max_seen}");
+    let left = segments();
+    assert!(left <= 3, "{left} segments left");
+    archive.close().unwrap();
+    let archive = Archive::open(config).unwrap();
+    let replayed = run({
+        let archive = archive.clone();
+        async move {
+            let (wal, replayed, _) = ShardWal::open(archive, 0).await.unwrap();
+            wal.close().await.unwrap();
+            replayed.len()
+        }
+    });
+    archive.close().unwrap();
+    assert_eq!(replayed, 0);
+    assert_eq!(archived(&data).len(), 400);
+}
