@@ -204,3 +204,34 @@ impl Drop for Archive {
         self.senders.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broker shares one archive between shard threads.
+    #[test]
+    fn archive_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Archive>();
+        shared::<ArchiveError>();
+    }
+
+    #[test]
+    fn a_batch_submitted_twice_is_archived_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(ArchiveConfig::new(dir.path())).unwrap();
+        let record = Record::new(
+            "fleet/v/gps",
+            r#"{"ts":1,"seq":0,"lat":0,"lon":0,"speed_kmh":0,"heading_deg":0}"#,
+            1,
+        );
+        let end = WalPosition::new(1, 10);
+        archive.submit(0, end, vec![record.clone()]);
+        archive.submit(0, end, vec![record]);
+        archive.close().unwrap();
+        let stats = archive.stats();
+        assert_eq!((stats.gps_rows, stats.duplicates, stats.lag), (1, 0, 0));
+        assert_eq!(archive.checkpoint(0), end);
+    }
+}
