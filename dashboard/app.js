@@ -79,6 +79,7 @@ const detail = new DetailPanel($('detail'), { fleet, onClose: () => select(null)
 
 const url = params.get('mqtt') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`;
 let connState = 'connecting';
+let everLive = false;
 let lastError = '';
 $('broker-url').textContent = url;
 
@@ -96,6 +97,11 @@ const client = new MqttClient(url, {
       return;
     }
     connState = state;
+    if (state === 'subscribed') everLive = true;
+    // Once live, losing the connection marks what is shown as possibly out of date.
+    const stale = everLive && state !== 'subscribed';
+    document.body.classList.toggle('stale', stale);
+    $('banner').hidden = !stale;
     const el = $('conn');
     el.className = `conn ${state}`;
     el.textContent = {
@@ -177,6 +183,7 @@ let lastFit = 0;
 let lastSlow = 0;
 let lastAlarms = 0;
 let listedVersion = -1;
+let lastList = 0;
 let lastRate = { t: performance.now(), messages: 0 };
 
 function slowUpdate(t, now) {
@@ -193,7 +200,8 @@ function slowUpdate(t, now) {
   $('rejects').textContent = `${fleet.rejected} malformed message${fleet.rejected === 1 ? '' : 's'} ignored`;
   $('rejects').title = fleet.lastReject;
   // Ages change with time, so the list refreshes at least once a second even without news.
-  if (fleet.version !== listedVersion || list.needsSort || t - lastAlarms >= 1000) {
+  if (fleet.version !== listedVersion || list.needsSort || t - lastList >= 1000) {
+    lastList = t;
     const t0 = performance.now();
     list.render(now);
     perf.list.push(performance.now() - t0);

@@ -119,7 +119,8 @@ export function parsePublish(flags, body) {
 
 function randomId() {
   const b = new Uint8Array(6);
-  crypto.getRandomValues(b);
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(b);
+  else for (let i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256);
   return 'fleetdash-' + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 

@@ -8,8 +8,10 @@ Needs python3 (standard library only) and Chromium (Debian: apt-get install chro
 --mosquitto mode needs mosquitto too. Steps:
 
 1. small fleet: 12 vehicles online and 1 offline (retained status), gps + reefer at QoS 1 in
-   rounds; checks `#vehicles-online`, the list's rows, sorting, the excursion alarm of the one
-   vehicle out of band, the offline alarm, the detail panel; a reconnect; a screenshot.
+   rounds; checks `#vehicles-online`, the list's rows, inferred depots, sorting, the excursion
+   alarm of the one vehicle out of band, the offline alarm, the detail panel (screenshot); a
+   dropped WebSocket (reconnect, resubscribe); a vehicle going quiet ("no data" alarm), then its
+   Last Will (count drops to 11).
 2. large fleet: 5000 vehicles at 1 Hz (gps + reefer, 10 000 messages/s); checks all 5000 are
    counted and listed (with only a window of rows in the DOM), then reports the page's frame
    times (draw time per frame, interval between frames, list refresh time); a screenshot.
@@ -180,7 +182,8 @@ def small_fleet(args, page, pub, shots):
     pub.publish("fleet/TRK-13/status", "offline", qos=1, retain=True)
     pub.wait_acks()
 
-    page.goto(args.page)
+    # A short offline timer (query parameter), so the "no data" alarm can be seen at the end.
+    page.goto(args.page + ("&" if "?" in args.page else "?") + "offline=10")
     page.wait_for("window.fleetDashboard && fleetDashboard.connState === 'subscribed'", 20, "the page to subscribe")
     page.wait_for("document.getElementById('vehicles-online').textContent === '12'", 10,
                   "#vehicles-online to count the 12 retained online statuses")
@@ -236,6 +239,28 @@ def small_fleet(args, page, pub, shots):
     page.wait_for(f"fleetDashboard.client.received >= {before} + 13 + 24", 10, "messages after the reconnect")
     time.sleep(0.3)
     check(text(page, "#vehicles-online") == "12", "still 12 online after reconnecting")
+
+    # TRK-12 stays connected but goes quiet; the others keep reporting.
+    deadline = time.monotonic() + 25
+    k = 11
+    silent = "fleetDashboard.fleet.alarms().some(a => a.kind === 'silent' && a.id === 'TRK-12')"
+    while not page.js(silent) and time.monotonic() < deadline:
+        for v in vehicles[:11]:
+            for topic, payload in v.messages(t0 + k * 30_000):
+                pub.publish(topic, payload, qos=1)
+        pub.wait_acks()
+        k += 1
+        time.sleep(1)
+    check(page.js(silent), "a 'no data' alarm for TRK-12 after 10 s of silence")
+    alarms = page.js("fleetDashboard.fleet.alarms().map(a => a.kind + ' ' + a.id)")
+    check(sorted(alarms) == ["excursion TRK-03", "offline TRK-13", "silent TRK-12"], f"and no other alarm ({alarms})")
+    check(text(page, "#vehicles-online") == "12", "a silent vehicle still counts as online (its status is online)")
+    # Then its Last Will arrives: offline.
+    pub.publish("fleet/TRK-12/status", "offline", qos=1, retain=True)
+    pub.wait_acks()
+    page.wait_for("document.getElementById('vehicles-online').textContent === '11'", 5, "the count to drop to 11")
+    check(page.js("fleetDashboard.fleet.alarms().some(a => a.kind === 'offline' && a.id === 'TRK-12')"),
+          "TRK-12's offline status drops the count to 11 and raises an offline alarm")
     return [v.id for v in vehicles] + ["TRK-13"]
 
 
