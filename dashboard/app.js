@@ -212,6 +212,7 @@ function slowUpdate(t, now) {
     lastAlarms = t;
     renderAlarms(now);
   }
+  if (selected && !fleet.vehicles.has(selected)) select(null);
   if (selected) detail.render(fleet.vehicles.get(selected), now);
 }
 
@@ -220,12 +221,13 @@ function frame(t) {
   if (lastFrame) perf.frame.push(t - lastFrame);
   lastFrame = t;
   const now = Date.now();
-  if (t - lastFit >= 1000) {
+  if (t - lastFit >= 1000 || !map.scale) {
     lastFit = t;
     map.maybeFit(fleet.extent());
   }
-  // Draw when something changed; at least once a second so colours follow the offline timer.
-  if (fleet.version !== drawnVersion || map.dirty || t - lastDraw >= 1000) {
+  // Draw when something changed or trails are being redrawn; at least once a second, so that
+  // colours follow the offline timer.
+  if (fleet.version !== drawnVersion || map.dirty || map.job || t - lastDraw >= 1000) {
     const stateOf = (v) => fleet.state(v, now);
     perf.draw.push(map.draw({ vehicles: fleet.vehicles, version: fleet.version, stateOf, depots: fleet.depots, selected }));
     if (map.timing) for (const k in map.timing) perf[k].push(map.timing[k]);

@@ -247,7 +247,7 @@ export class MapView {
       sc.refs[m] = v;
       sc.x[m] = sx;
       sc.y[m] = sy;
-      sc.heading[m] = v.speed >= 3 ? v.heading : -1;
+      sc.heading[m] = v.speed >= 3 ? (((v.heading || 0) % 360) + 360) % 360 : -1; // -1: a dot
       sc.state[m] = STATE_INDEX[stateOf(v)];
       m++;
     }

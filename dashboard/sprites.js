@@ -30,9 +30,9 @@ export class Sprites {
     return this;
   }
 
-  /** Copies the sprite of state index `state` (heading in degrees, or < 0 for a dot) at (sx, sy). */
+  /** Copies the sprite of state index `state` (heading in [0, 360) degrees, or < 0 for a dot) at (sx, sy). */
   blit(px, state, heading, sx, sy) {
-    const s = this.sets[state][heading < 0 ? DOT : Math.round((((heading % 360) + 360) % 360) / (360 / BUCKETS)) % BUCKETS];
+    const s = this.sets[state][heading < 0 ? DOT : Math.round(heading / (360 / BUCKETS)) % BUCKETS];
     const W = this.width;
     const H = px.length / W;
     const xi = Math.round(sx);

@@ -227,6 +227,19 @@ def small_fleet(args, page, pub, shots):
     shots.append(page.screenshot(os.path.join(args.out, "dashboard-small.png")))
     log(f"  screenshot: {shots[-1]}")
 
+    # The map: clicking a marker selects its vehicle; the wheel zooms and stops auto-fit.
+    x, y = page.js("(() => { const m = fleetDashboard.map, v = fleetDashboard.fleet.vehicles.get('TRK-07');"
+                   " const r = m.top.getBoundingClientRect(), [sx, sy] = m.toScreen(v.x, v.y);"
+                   " return [r.left + sx, r.top + sy]; })()")
+    page.click(x, y)
+    page.wait_for("document.getElementById('detail-title').textContent.includes('TRK-07')", 5,
+                  "a click on TRK-07's marker to select it")
+    check(True, "clicking TRK-07's marker on the map opens its details")
+    page.wheel(x, y, -300)
+    check(page.js("fleetDashboard.map.autoFit") is False, "zooming with the wheel turns auto-fit off")
+    page.js("document.getElementById('fit').click()")
+    check(page.js("fleetDashboard.map.autoFit") is True, "the Fit button turns it back on")
+
     # Drop the WebSocket: the client must reconnect, resubscribe, and keep receiving.
     before = page.js("fleetDashboard.client.received")
     page.js("fleetDashboard.client.ws.close()")
