@@ -60,7 +60,6 @@ export function subscribePacket(id, filters) {
   return packet(0x82, body);
 }
 
-const ack = (type, id) => new Uint8Array([type, 2, id >> 8, id & 0xff]);
 const PINGREQ = new Uint8Array([0xc0, 0]);
 const DISCONNECT = new Uint8Array([0xe0, 0]);
 
@@ -144,6 +143,7 @@ export class MqttClient {
     this.received = 0;
     this.ws = null;
     this.timers = [];
+    this.acks = []; // bytes of acknowledgements not sent yet
   }
 
   start() {
@@ -165,6 +165,7 @@ export class MqttClient {
 
   open() {
     this.clearTimers();
+    this.acks.length = 0; // acknowledgements belong to the connection they were due on
     this.onState('connecting');
     const reader = new PacketReader();
     let ws;
@@ -198,13 +199,12 @@ export class MqttClient {
     ws.onclose = () => fail(null);
     ws.onmessage = (ev) => {
       if (typeof ev.data === 'string') return fail('text frame from server');
-      let packets;
       try {
-        packets = reader.push(new Uint8Array(ev.data));
-        for (const p of packets) this.handle(ws, p, () => (awaitingPong = false));
+        for (const p of reader.push(new Uint8Array(ev.data))) this.handle(ws, p, () => (awaitingPong = false));
       } catch (e) {
-        fail(String(e.message || e));
+        return fail(String(e.message || e));
       }
+      this.flushAcks(ws);
     };
     this.onConnack = () => {
       this.clearTimers();
@@ -225,6 +225,13 @@ export class MqttClient {
     };
   }
 
+  /** Sends the acknowledgements for one WebSocket message's packets as one frame. */
+  flushAcks(ws) {
+    if (!this.acks.length) return;
+    if (ws.readyState === 1) ws.send(new Uint8Array(this.acks));
+    this.acks.length = 0;
+  }
+
   nextPacketId() {
     const id = this.nextId;
     this.nextId = id === 0xffff ? 1 : id + 1;
@@ -242,13 +249,13 @@ export class MqttClient {
         // PUBLISH
         const m = parsePublish(p.flags, p.body);
         this.received++;
-        if (m.qos === 1) ws.send(ack(0x40, m.id));
-        else if (m.qos === 2) ws.send(ack(0x50, m.id)); // PUBREC; delivered now, PUBCOMP on PUBREL
+        if (m.qos === 1) this.acks.push(0x40, 2, m.id >> 8, m.id & 0xff); // PUBACK
+        else if (m.qos === 2) this.acks.push(0x50, 2, m.id >> 8, m.id & 0xff); // PUBREC; PUBCOMP on PUBREL
         this.onMessage(m.topic, m.payload, m);
         break;
       }
       case 6: // PUBREL
-        ws.send(ack(0x70, (p.body[0] << 8) | p.body[1]));
+        this.acks.push(0x70, 2, p.body[0], p.body[1]); // PUBCOMP
         break;
       case 9: {
         // SUBACK

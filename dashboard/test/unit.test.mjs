@@ -120,6 +120,11 @@ test('client connects, subscribes, acknowledges QoS 1, pings and reconnects', ()
     assert.deepEqual(ws.sent[2], [0x40, 2, 0, 42], 'PUBACK for the QoS 1 publish');
     ws.recv([0x90, 3, 0, 1, 1]);
     assert.equal(states.at(-1), 'subscribed');
+    // Acknowledgements of one WebSocket message go out together, in one frame.
+    const sentBefore = ws.sent.length;
+    ws.recv(concat(publish('fleet/c/gps', 'x', 1, 1), publish('fleet/d/gps', 'y', 1, 2)));
+    assert.equal(ws.sent.length, sentBefore + 1);
+    assert.deepEqual(ws.sent.at(-1), [0x40, 2, 0, 1, 0x40, 2, 0, 2]);
     mock.timers.tick(7500);
     assert.deepEqual(ws.sent.at(-1), [0xc0, 0], 'PINGREQ within the keepalive');
     ws.recv([0xd0, 0]);
