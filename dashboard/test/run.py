@@ -42,11 +42,7 @@ from cdp import Browser  # noqa: E402
 from mqttpub import Publisher  # noqa: E402
 
 DASHBOARD = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STATIC = {  # file -> expected Content-Type prefix (module scripts need a JavaScript type)
-    "": "text/html", "index.html": "text/html", "style.css": "text/css",
-    "app.js": "text/javascript", "mqtt.js": "text/javascript", "map.js": "text/javascript",
-    "fleet.js": "text/javascript", "list.js": "text/javascript", "detail.js": "text/javascript",
-}
+TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript"}  # modules need a JS type
 DEPOTS = [("Rotterdam", 51.905, 4.465), ("Amsterdam", 52.39, 4.86), ("Utrecht", 52.06, 5.09),
           ("Eindhoven", 51.45, 5.45), ("Antwerp", 51.24, 4.42), ("Ghent", 51.06, 3.71),
           ("Breda", 51.58, 4.80), ("Nijmegen", 51.83, 5.84)]
@@ -117,7 +113,9 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 
 def check_static(base):
     """The broker serves every file of the page with a type the browser accepts."""
-    for name, ctype in STATIC.items():
+    names = sorted(n for n in os.listdir(DASHBOARD) if os.path.splitext(n)[1] in TYPES)
+    for name in ["", *names]:
+        ctype = TYPES[os.path.splitext(name)[1] or ".html"]
         with urllib.request.urlopen(f"{base}/{name}", timeout=10) as r:
             got = r.headers.get("Content-Type", "")
             body = r.read()
