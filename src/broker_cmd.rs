@@ -17,9 +17,29 @@ pub struct BrokerArgs {
     /// MQTT listener address [default: 127.0.0.1:1883].
     #[arg(long, value_name = "ADDR")]
     mqtt: Option<SocketAddr>,
+    /// HTTP listener: dashboard, MQTT over WebSocket at /mqtt, /metrics; "off" disables it
+    /// [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_http)]
+    http: Option<HttpListen>,
     /// Number of shards (executor threads) [default: one per core].
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
+}
+
+/// `--http` takes an address or `off`.
+#[derive(Debug, Clone, Copy)]
+enum HttpListen {
+    At(SocketAddr),
+    Off,
+}
+
+fn parse_http(text: &str) -> Result<HttpListen, String> {
+    if text == "off" {
+        return Ok(HttpListen::Off);
+    }
+    text.parse()
+        .map(HttpListen::At)
+        .map_err(|e| format!("{e}: give an address like 127.0.0.1:8080, or off"))
 }
 
 /// Reads the config file (if any) and applies the flags over it.
@@ -36,6 +56,11 @@ fn config(args: &BrokerArgs) -> Result<broker::Config, UsageError> {
     };
     if let Some(mqtt) = args.mqtt {
         config.mqtt = mqtt;
+    }
+    match args.http {
+        Some(HttpListen::At(addr)) => config.http = Some(addr),
+        Some(HttpListen::Off) => config.http = None,
+        None => {}
     }
     if let Some(shards) = args.shards {
         if shards == 0 {
@@ -59,6 +84,9 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     ])
     .context("installing signal handlers")?;
     eprintln!("fleetmq broker: MQTT on {}", handle.mqtt_addr());
+    if let Some(http) = handle.http_addr() {
+        eprintln!("fleetmq broker: dashboard on http://{http}/ (MQTT over WebSocket at /mqtt, metrics at /metrics)");
+    }
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");
     }

@@ -110,7 +110,15 @@ fn paho_and_mosquitto_clients_interoperate() {
     // The broker runs in the scratch directory, so any state it keeps (./fleet-data) goes there.
     let (broker_log, broker_out) = scratch.log("broker.log");
     let broker = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
-        .args(["broker", "--mqtt", &addr.to_string(), "--shards", "2"])
+        .args([
+            "broker",
+            "--mqtt",
+            &addr.to_string(),
+            "--shards",
+            "2",
+            "--http",
+            "off",
+        ])
         .current_dir(&scratch.dir)
         .env(
             "RUST_LOG",

@@ -14,6 +14,12 @@ use serde::Deserialize;
 pub struct Config {
     /// Plain MQTT over TCP.
     pub mqtt: SocketAddr,
+    /// HTTP: the dashboard at `/`, MQTT over WebSocket at `/mqtt`, `/metrics`, `/healthz`.
+    /// `"off"` in the file disables it.
+    #[serde(deserialize_with = "addr_or_off")]
+    pub http: Option<SocketAddr>,
+    /// Seconds between `$SYS/broker/...` updates; 0 disables them.
+    pub sys_interval: u64,
     /// Number of shards (executor threads); 0 means one per available core.
     pub shards: usize,
     /// Limits applied to every connection.
@@ -56,6 +62,8 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             mqtt: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            sys_interval: 10,
             shards: 0,
             limits: Limits::default(),
         }
@@ -78,6 +86,17 @@ impl Default for Limits {
             persistent_session_expiry: u32::MAX,
         }
     }
+}
+
+/// A socket address, or `"off"`.
+fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|e| {
+        serde::de::Error::custom(format!("{text:?} is not an address or \"off\": {e}"))
+    })
 }
 
 /// Durations in the TOML file are whole seconds.

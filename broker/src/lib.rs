@@ -17,7 +17,9 @@
 //! - [`mesh`]: messages between shards and the per-peer queues that never block a shard.
 //! - [`message`]: messages and deliveries, shared (`Bytes`), never copied per subscriber.
 //! - [`outbox`]: a connection's outbound queue and close signal.
-//! - [`metrics`]: per-shard counters.
+//! - [`metrics`]: per-shard counters and their snapshots (Prometheus text).
+//! - [`http`]: the HTTP listener: dashboard, MQTT over WebSocket at `/mqtt`, `/metrics`.
+//! - [`sys`]: the `$SYS/broker/...` topics.
 //! - [`config`]: [`Config`] and its limits.
 //!
 //! # Example
@@ -31,6 +33,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod http;
 pub mod mesh;
 pub mod message;
 pub mod metrics;
@@ -38,6 +41,7 @@ pub mod outbox;
 pub mod server;
 pub mod session;
 pub mod shard;
+pub mod sys;
 pub mod trie;
 
 pub use config::{Config, Limits};

@@ -117,11 +117,12 @@ impl CloseRequest {
     }
 }
 
-/// A one-shot close signal a connection's reader waits on beside its socket.
+/// A one-shot close signal a connection's reader waits on beside its socket (and a shard's
+/// accept loops wait on for shutdown: several waiters may wait at once).
 #[derive(Debug, Default)]
 pub struct Control {
     request: Cell<Option<CloseRequest>>,
-    waker: RefCell<Option<Waker>>,
+    wakers: RefCell<Vec<Waker>>,
 }
 
 impl Control {
@@ -130,7 +131,7 @@ impl Control {
         if self.request.get().is_none() {
             self.request.set(Some(why));
         }
-        if let Some(w) = self.waker.borrow_mut().take() {
+        for w in self.wakers.borrow_mut().drain(..) {
             w.wake();
         }
     }
@@ -158,9 +159,46 @@ impl Future for WaitClose<'_> {
         match self.control.request.get() {
             Some(why) => Poll::Ready(why),
             None => {
-                *self.control.waker.borrow_mut() = Some(cx.waker().clone());
+                let mut wakers = self.control.wakers.borrow_mut();
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{sync::Arc, task::Wake};
+
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Regression: the MQTT and HTTP accept loops both wait on a shard's stop signal; with a
+    /// single waker slot only the last one woke, and shutdown hung.
+    #[test]
+    fn close_wakes_every_waiter() {
+        let control = Control::default();
+        let flags: Vec<Arc<Flag>> = (0..2)
+            .map(|_| Arc::new(Flag(std::sync::atomic::AtomicBool::new(false))))
+            .collect();
+        for flag in &flags {
+            let waker = Waker::from(flag.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut wait = control.wait();
+            assert!(Pin::new(&mut wait).poll(&mut cx).is_pending());
+        }
+        control.close(CloseRequest::Shutdown);
+        assert!(flags
+            .iter()
+            .all(|f| f.0.load(std::sync::atomic::Ordering::SeqCst)));
+        assert_eq!(control.requested(), Some(CloseRequest::Shutdown));
     }
 }

@@ -20,8 +20,9 @@ use socket2::{Domain, Socket, Type};
 
 use crate::{
     config::Config,
-    connection,
+    connection, http,
     mesh::{PeerQueue, ShardMsg},
+    metrics::Snapshot,
     shard::Shard,
 };
 
@@ -50,6 +51,8 @@ pub enum BrokerError {
 /// A running broker.
 pub struct BrokerHandle {
     mqtt_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    published: Arc<Vec<Mutex<Snapshot>>>,
     stop: Arc<AtomicBool>,
     accepted: Arc<Vec<AtomicU64>>,
     threads: Option<PoolThreadHandles<()>>,
@@ -59,6 +62,19 @@ impl BrokerHandle {
     /// The address the MQTT listener is bound to (useful with port 0).
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt_addr
+    }
+
+    /// The address of the HTTP listener (dashboard, `/mqtt` WebSocket, `/metrics`), if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The figures every shard last published (about once a second).
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        self.published
+            .iter()
+            .map(|m| m.lock().map(|s| s.clone()).unwrap_or_default())
+            .collect()
     }
 
     /// Connections accepted so far by each shard, in shard order. Lets tests prove that a
@@ -111,6 +127,39 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
+/// One listening socket per shard on the same address; returns them and the bound address
+/// (port 0 resolved).
+fn bind_all(
+    addr: SocketAddr,
+    shards: usize,
+) -> Result<(Vec<Option<Socket>>, SocketAddr), BrokerError> {
+    let bind_err = |source| BrokerError::Bind { addr, source };
+    let first = bind_reuseport(addr).map_err(bind_err)?;
+    let bound = first
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| bind_err(std::io::Error::other("no local address")))?;
+    let mut sockets = vec![Some(first)];
+    for _ in 1..shards {
+        sockets.push(Some(bind_reuseport(bound).map_err(bind_err)?));
+    }
+    Ok((sockets, bound))
+}
+
+/// What every shard thread starts from.
+#[derive(Clone)]
+struct ShardSetup {
+    nr_shards: usize,
+    config: Arc<Config>,
+    mqtt: Arc<Mutex<Vec<Option<Socket>>>>,
+    http: Option<Arc<Mutex<Vec<Option<Socket>>>>>,
+    mesh: MeshBuilder<ShardMsg, Full>,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<Vec<AtomicU64>>,
+    published: Arc<Vec<Mutex<Snapshot>>>,
+}
+
 /// Starts the broker: binds the listeners (so port 0 becomes a real port before anything
 /// runs), then one executor per shard.
 ///
@@ -119,79 +168,94 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<Socket> {
 pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
     config.validate().map_err(BrokerError::Config)?;
     let nr_shards = config.shard_count();
-    let bind_err = |addr, source| BrokerError::Bind { addr, source };
-    let first = bind_reuseport(config.mqtt).map_err(|e| bind_err(config.mqtt, e))?;
-    let mqtt_addr = first
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .ok_or_else(|| bind_err(config.mqtt, std::io::Error::other("no local address")))?;
-    let mut listeners = vec![Some(first)];
-    for _ in 1..nr_shards {
-        listeners.push(Some(
-            bind_reuseport(mqtt_addr).map_err(|e| bind_err(mqtt_addr, e))?,
-        ));
-    }
-    let listeners = Arc::new(Mutex::new(listeners));
+    let (mqtt, mqtt_addr) = bind_all(config.mqtt, nr_shards)?;
+    let (http, http_addr) = match config.http {
+        Some(addr) => {
+            let (sockets, bound) = bind_all(addr, nr_shards)?;
+            (Some(Arc::new(Mutex::new(sockets))), Some(bound))
+        }
+        None => (None, None),
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    let config = Arc::new(config);
-    let mesh: MeshBuilder<ShardMsg, Full> = MeshBuilder::full(nr_shards, 1024);
-
     let accepted: Arc<Vec<AtomicU64>> =
         Arc::new((0..nr_shards).map(|_| AtomicU64::new(0)).collect());
-    let shard_stop = stop.clone();
-    let shard_accepted = accepted.clone();
+    let published: Arc<Vec<Mutex<Snapshot>>> = Arc::new(
+        (0..nr_shards)
+            .map(|_| Mutex::new(Snapshot::default()))
+            .collect(),
+    );
+    let setup = ShardSetup {
+        nr_shards,
+        config: Arc::new(config),
+        mqtt: Arc::new(Mutex::new(mqtt)),
+        http,
+        mesh: MeshBuilder::full(nr_shards, 1024),
+        stop: stop.clone(),
+        accepted: accepted.clone(),
+        published: published.clone(),
+    };
     let threads = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(nr_shards))
         .name("fleetmq-shard")
         .on_all_shards(move || async move {
-            let run = run_shard(
-                nr_shards,
-                config,
-                listeners,
-                mesh,
-                shard_stop,
-                shard_accepted,
-            );
-            if let Err(e) = run.await {
+            if let Err(e) = run_shard(setup).await {
                 tracing::error!(error = %e, "shard failed");
             }
         })
         .map_err(|e| BrokerError::Executor(e.to_string()))?;
     tracing::info!(addr = %mqtt_addr, shards = nr_shards, "MQTT listener ready");
+    if let Some(addr) = http_addr {
+        tracing::info!(addr = %addr, "HTTP listener ready (dashboard at /, MQTT over WebSocket at /mqtt, /metrics)");
+    }
     Ok(BrokerHandle {
         mqtt_addr,
+        http_addr,
+        published,
         stop,
         accepted,
         threads: Some(threads),
     })
 }
 
-async fn run_shard(
-    nr_shards: usize,
-    config: Arc<Config>,
-    listeners: Arc<Mutex<Vec<Option<Socket>>>>,
-    mesh: MeshBuilder<ShardMsg, Full>,
-    stop: Arc<AtomicBool>,
-    accepted_count: Arc<Vec<AtomicU64>>,
-) -> Result<(), BrokerError> {
-    let (senders, receivers) = mesh
-        .join()
-        .await
-        .map_err(|e| BrokerError::Shard(format!("cannot join the shard mesh: {e}")))?;
-    let id = senders.peer_id();
-    let socket = listeners
+/// Takes this shard's socket out of a per-shard table.
+fn take_listener(
+    table: &Mutex<Vec<Option<Socket>>>,
+    id: usize,
+) -> Result<TcpListener, BrokerError> {
+    let socket = table
         .lock()
         .map_err(|_| BrokerError::Shard("listener table poisoned".into()))?
         .get_mut(id)
         .and_then(Option::take)
         .ok_or_else(|| BrokerError::Shard(format!("no listener for shard {id}")))?;
     // SAFETY: the descriptor is a listening TCP socket we own; ownership passes to the listener.
-    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
+async fn run_shard(setup: ShardSetup) -> Result<(), BrokerError> {
+    let (senders, receivers) = setup
+        .mesh
+        .join()
+        .await
+        .map_err(|e| BrokerError::Shard(format!("cannot join the shard mesh: {e}")))?;
+    let id = senders.peer_id();
+    let nr_shards = setup.nr_shards;
+    let mqtt_listener = take_listener(&setup.mqtt, id)?;
+    let http_listener = match &setup.http {
+        Some(table) => Some(take_listener(table, id)?),
+        None => None,
+    };
 
     let peers: Vec<Option<Rc<PeerQueue>>> = (0..nr_shards)
         .map(|i| (i != id).then(|| Rc::new(PeerQueue::default())))
         .collect();
-    let shard = Rc::new(Shard::new(id, nr_shards, config, peers.clone(), stop));
+    let shard = Rc::new(Shard::new(
+        id,
+        nr_shards,
+        setup.config.clone(),
+        peers.clone(),
+        setup.stop.clone(),
+        setup.published.clone(),
+    ));
 
     let senders = Rc::new(senders);
     for (peer, queue) in peers.iter().enumerate() {
@@ -227,8 +291,52 @@ async fn run_shard(
         })
         .detach();
     }
+    if id == 0 {
+        glommio::spawn_local(crate::sys::publish_periodically(shard.clone())).detach();
+    }
+    let http_task = http_listener.map(|listener| {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            accept_loop(&shard, &listener, |stream, peer| {
+                glommio::spawn_local(http::serve(shard.clone(), stream, peer)).detach();
+            })
+            .await
+        })
+    });
 
     tracing::debug!(shard = id, "shard accepting");
+    let accepted = setup.accepted.clone();
+    accept_loop(&shard, &mqtt_listener, |stream, peer| {
+        if let Some(n) = accepted.get(id) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        let limit = shard.config.limits.max_connections_per_shard;
+        if limit > 0 && shard.metrics.connections.get() as usize >= limit {
+            tracing::warn!(shard = id, %peer, "connection limit reached; refusing");
+            return;
+        }
+        glommio::spawn_local(connection::serve(shard.clone(), stream, peer)).detach();
+    })
+    .await;
+    drop(mqtt_listener);
+    if let Some(task) = http_task {
+        task.await;
+    }
+    // Let connections say goodbye (DISCONNECT 0x8B) and flush, within a bound.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !shard.state.borrow().connections.is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::debug!(shard = id, "shard stopped");
+    Ok(())
+}
+
+/// Accepts connections until the shard stops, handing each to `serve`.
+async fn accept_loop(
+    shard: &Rc<Shard>,
+    listener: &TcpListener,
+    mut serve: impl FnMut(glommio::net::TcpStream, SocketAddr),
+) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             shard.stop_signal.wait().await;
@@ -238,33 +346,16 @@ async fn run_shard(
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                if let Some(n) = accepted_count.get(id) {
-                    n.fetch_add(1, Ordering::Relaxed);
-                }
                 let _ = stream.set_nodelay(true);
                 let peer = stream
                     .peer_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                let limit = shard.config.limits.max_connections_per_shard;
-                if limit > 0 && shard.metrics.connections.get() as usize >= limit {
-                    tracing::warn!(shard = id, %peer, "connection limit reached; refusing");
-                    drop(stream);
-                    continue;
-                }
-                glommio::spawn_local(connection::serve(shard.clone(), stream, peer)).detach();
+                serve(stream, peer);
             }
             Some(Err(e)) => {
-                tracing::warn!(shard = id, error = %e, "accept failed");
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
     }
-    drop(listener);
-    // Let connections say goodbye (DISCONNECT 0x8B) and flush, within a bound.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !shard.state.borrow().connections.is_empty() && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(20)).await;
-    }
-    tracing::debug!(shard = id, "shard stopped");
-    Ok(())
 }

@@ -11,7 +11,7 @@ use std::{
     rc::Rc,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -23,7 +23,7 @@ use crate::{
     config::Config,
     mesh::{PeerQueue, ShardMsg},
     message::{Delivery, Message},
-    metrics::Metrics,
+    metrics::{Metrics, Snapshot},
     outbox::{CloseRequest, Control, Outbox},
     session::{DropReason, SessionState},
     trie::{Matched, SubEntry, SubscriptionTable},
@@ -118,6 +118,12 @@ pub struct Shard {
     pub stopping: Cell<bool>,
     /// Fired when this shard begins shutting down (its accept loop waits on it).
     pub stop_signal: Control,
+    /// Every shard's latest [`Snapshot`], for `/metrics` and `$SYS`; this shard writes its own
+    /// slot once a second.
+    pub published: Arc<Vec<Mutex<Snapshot>>>,
+    sweeps: Cell<u64>,
+    /// When the broker started.
+    pub started: Instant,
 }
 
 /// What routing one message did.
@@ -135,6 +141,7 @@ impl Shard {
         config: Arc<Config>,
         peers: Vec<Option<Rc<PeerQueue>>>,
         stop: Arc<AtomicBool>,
+        published: Arc<Vec<Mutex<Snapshot>>>,
     ) -> Shard {
         Shard {
             id,
@@ -150,6 +157,9 @@ impl Shard {
             stop,
             stopping: Cell::new(false),
             stop_signal: Control::default(),
+            published,
+            sweeps: Cell::new(0),
+            started: Instant::now(),
         }
     }
 
@@ -624,6 +634,11 @@ impl Shard {
             tracing::debug!(shard = self.id, client_id = %id, "session expired");
             self.end_session(&id);
         }
+        let sweeps = self.sweeps.get() + 1;
+        self.sweeps.set(sweeps);
+        if sweeps % 4 == 0 {
+            self.publish_snapshot();
+        }
         if self.stop.load(Ordering::Relaxed) && !self.stopping.get() {
             self.stopping.set(true);
             self.stop_signal.close(CloseRequest::Shutdown);
@@ -632,5 +647,45 @@ impl Shard {
                 conn.control.close(CloseRequest::Shutdown);
             }
         }
+    }
+
+    /// This shard's figures now.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = self.metrics.counters();
+        let st = self.state.borrow();
+        snap.sessions = st.sessions.len() as u64;
+        snap.retained = st.retained.len() as u64;
+        snap.subscriptions = st.subscriptions.len() as u64;
+        for slot in st.sessions.values() {
+            snap.queued_messages += slot.state.queue.len() as u64;
+            snap.inflight_messages += slot.state.inflight.len() as u64;
+            if let Some(link) = &slot.link {
+                snap.outbox_packets += link.outbox.len() as u64;
+            }
+        }
+        snap.mesh_queue = self
+            .peers
+            .iter()
+            .flatten()
+            .map(|p| p.depth.get() as u64)
+            .sum();
+        snap
+    }
+
+    /// Stores this shard's snapshot where other threads can read it.
+    pub fn publish_snapshot(&self) {
+        let snap = self.snapshot();
+        if let Some(Ok(mut slot)) = self.published.get(self.id).map(|m| m.lock()) {
+            *slot = snap;
+        }
+    }
+
+    /// The latest snapshot of every shard (this one's taken fresh).
+    pub fn all_snapshots(&self) -> Vec<Snapshot> {
+        self.publish_snapshot();
+        self.published
+            .iter()
+            .map(|m| m.lock().map(|s| s.clone()).unwrap_or_default())
+            .collect()
     }
 }

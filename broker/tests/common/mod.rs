@@ -25,6 +25,7 @@ impl TestBroker {
     pub fn with(adjust: impl FnOnce(&mut broker::Config)) -> TestBroker {
         let mut config = broker::Config {
             mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             shards: 2,
             ..broker::Config::default()
         };

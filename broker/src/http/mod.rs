@@ -1,0 +1,227 @@
+//! The HTTP listener: the dashboard's static files, MQTT over WebSocket at `/mqtt`, Prometheus
+//! metrics at `/metrics` and a health check at `/healthz`. It runs on the same shards as MQTT;
+//! a WebSocket connection is handed to the same connection state machine as a TCP one.
+
+mod assets;
+pub mod websocket;
+
+use std::{net::SocketAddr, rc::Rc, time::Duration};
+
+use async_tungstenite::WebSocketStream;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::net::TcpStream;
+use tungstenite::protocol::Role;
+
+use crate::{connection, metrics::Snapshot, shard::Shard};
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Time a client has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A parsed request head.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Request {
+    method: String,
+    path: String,
+    /// `Upgrade: websocket` with a key, and `mqtt` among the offered subprotocols.
+    websocket_key: Option<String>,
+    offers_mqtt: bool,
+    upgrade: bool,
+}
+
+/// Parses a complete request head; `Ok(None)` while incomplete.
+fn parse_head(bytes: &[u8]) -> Result<Option<(Request, usize)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 48];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut out = Request {
+        method: req.method.unwrap_or("").to_string(),
+        path: req.path.unwrap_or("/").to_string(),
+        ..Request::default()
+    };
+    for h in req.headers.iter() {
+        let value = String::from_utf8_lossy(h.value);
+        if h.name.eq_ignore_ascii_case("upgrade") {
+            out.upgrade = value.eq_ignore_ascii_case("websocket");
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
+            out.websocket_key = Some(value.trim().to_string());
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            out.offers_mqtt |= value
+                .split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("mqtt"));
+        }
+    }
+    Ok(Some((out, len)))
+}
+
+/// Serves one HTTP connection (one request; WebSocket upgrades become MQTT connections).
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+    let mut head = Vec::with_capacity(1024);
+    let parsed = glommio::timer::timeout(HEAD_TIMEOUT, async {
+        let mut chunk = [0u8; 2048];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            head.extend_from_slice(&chunk[..n]);
+            match parse_head(&head) {
+                Ok(Some(done)) => return Ok(Some(Ok(done))),
+                Ok(None) if head.len() < MAX_HEAD => continue,
+                Ok(None) => return Ok(Some(Err("request head too large".to_string()))),
+                Err(e) => return Ok(Some(Err(e))),
+            }
+        }
+    })
+    .await;
+    let (request, used) = match parsed {
+        Ok(Some(Ok(done))) => done,
+        Ok(Some(Err(why))) => {
+            let _ = respond(&mut stream, 400, "text/plain", why.as_bytes()).await;
+            return;
+        }
+        _ => return,
+    };
+    tracing::debug!(shard = shard.id, %peer, method = %request.method, path = %request.path, "HTTP request");
+    if request.method != "GET" {
+        let _ = respond(&mut stream, 405, "text/plain", b"only GET is served\n").await;
+        return;
+    }
+    let path = request.path.split('?').next().unwrap_or("/").to_string();
+    match path.as_str() {
+        "/mqtt" => upgrade(shard, stream, peer, request, head.len() > used).await,
+        "/metrics" => {
+            let text = Snapshot::to_prometheus(&shard.all_snapshots());
+            let _ = respond(
+                &mut stream,
+                200,
+                "text/plain; version=0.0.4",
+                text.as_bytes(),
+            )
+            .await;
+        }
+        "/healthz" => {
+            let _ = respond(&mut stream, 200, "text/plain", b"ok\n").await;
+        }
+        _ => {
+            let name = path.trim_start_matches('/');
+            let name = if name.is_empty() { "index.html" } else { name };
+            match assets::find(name) {
+                Some((mime, body)) => {
+                    let _ = respond(&mut stream, 200, mime, body).await;
+                }
+                None => {
+                    let _ = respond(&mut stream, 404, "text/plain", b"not found\n").await;
+                }
+            }
+        }
+    }
+}
+
+async fn upgrade(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    request: Request,
+    early_bytes: bool,
+) {
+    let Some(key) = request.websocket_key.filter(|_| request.upgrade) else {
+        let _ = respond(
+            &mut stream,
+            426,
+            "text/plain",
+            b"upgrade to a WebSocket with subprotocol mqtt\n",
+        )
+        .await;
+        return;
+    };
+    if !request.offers_mqtt {
+        let _ = respond(
+            &mut stream,
+            400,
+            "text/plain",
+            b"the WebSocket subprotocol must be mqtt\n",
+        )
+        .await;
+        return;
+    }
+    if early_bytes {
+        // A client may not send frames before the 101 (RFC 6455 section 4.1).
+        let _ = respond(
+            &mut stream,
+            400,
+            "text/plain",
+            b"data before the handshake completed\n",
+        )
+        .await;
+        return;
+    }
+    if stream
+        .write_all(websocket::upgrade_response(key.as_bytes()).as_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
+    connection::serve(shard, websocket::WsBytes::new(ws), peer).await;
+}
+
+/// Writes a whole response and closes.
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        _ => "",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.flush().await?;
+    stream.close().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_websocket_upgrade_offering_mqtt() {
+        let head = b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqttv3.1, mqtt\r\n\r\n";
+        let (req, used) = parse_head(head).unwrap().unwrap();
+        assert_eq!(used, head.len());
+        assert_eq!(req.path, "/mqtt");
+        assert!(req.upgrade && req.offers_mqtt);
+        assert_eq!(
+            req.websocket_key.as_deref(),
+            Some("dGhlIHNhbXBsZSBub25jZQ==")
+        );
+        // RFC 6455 section 1.3's example key and accept value.
+        assert!(websocket::upgrade_response(b"dGhlIHNhbXBsZSBub25jZQ==")
+            .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    }
+
+    #[test]
+    fn incomplete_head_waits_and_garbage_is_refused() {
+        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+        assert!(parse_head(b"\x00\x01garbage\r\n\r\n").is_err());
+    }
+}
