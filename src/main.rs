@@ -20,7 +20,7 @@ enum Command {
     /// Run the MQTT broker (3.1, 3.1.1 and 5.0), one shard per core.
     Broker(broker_cmd::BrokerArgs),
     /// Simulate a fleet of refrigerated vehicles publishing over MQTT (seeded, reproducible).
-    Simulate(simulate_cmd::SimulateArgs),
+    Simulate(Box<simulate_cmd::SimulateArgs>),
 }
 
 fn main() {
@@ -28,7 +28,7 @@ fn main() {
     init_tracing();
     let result = match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
-        Command::Simulate(args) => simulate_cmd::run(args),
+        Command::Simulate(args) => simulate_cmd::run(*args),
     };
     std::process::exit(exit::code(result));
 }

@@ -109,6 +109,10 @@ pub struct SimulateArgs {
     /// Run the model only (no broker): print the counts and write the truth.
     #[arg(long)]
     dry_run: bool,
+    /// Also subscribe to fleet/+/gps and fleet/+/reefer and check that every published reading arrived, valid per
+    /// the payload contract (exit 1 otherwise).
+    #[arg(long, conflicts_with = "dry_run")]
+    verify: bool,
 }
 
 fn usage(message: impl Into<String>) -> anyhow::Error {
@@ -264,6 +268,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     );
     let duration = config.duration;
     let vehicles = config.fleet.config.vehicles as u64;
+    let verifier = if args.verify {
+        Some(
+            simulator::verify::Verifier::start(config.client.clone())
+                .context("starting the verifying subscriber")?,
+        )
+    } else {
+        None
+    };
     let handle = run::start(config).context("starting the fleet")?;
     let stats = handle.stats.clone();
     let stop_stats = stats.clone();
@@ -294,6 +306,23 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         published as f64 / secs.max(1e-9)
     );
     write_truth(args.truth.as_ref(), truth)?;
+    if let Some(verifier) = verifier {
+        let observed = verifier.finish();
+        let mismatches = observed.mismatches(truth);
+        eprintln!(
+            "fleetmq simulate: verify: {} telemetry messages received ({} duplicates), {} invalid, {} vehicles mismatching the truth",
+            observed.received,
+            observed.duplicates,
+            observed.invalid,
+            mismatches.len()
+        );
+        for line in observed.reasons.iter().chain(mismatches.iter()).take(20) {
+            eprintln!("  {line}");
+        }
+        if observed.invalid > 0 || !mismatches.is_empty() {
+            anyhow::bail!("verification failed");
+        }
+    }
     if published < generated {
         anyhow::bail!(
             "{} readings were not published (broker unreachable or slow to acknowledge)",

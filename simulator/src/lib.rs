@@ -30,6 +30,7 @@ pub mod run;
 pub mod schedule;
 pub mod truth;
 pub mod vehicle;
+pub mod verify;
 pub mod world;
 
 pub use config::{ForcedFault, ForcedGap, ModelConfig};
