@@ -3,6 +3,8 @@
 
 mod broker_cmd;
 mod exit;
+mod loadgen_cmd;
+mod mqtt_args;
 mod simulate_cmd;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,8 @@ enum Command {
     Broker(broker_cmd::BrokerArgs),
     /// Simulate a fleet of refrigerated vehicles publishing over MQTT (seeded, reproducible).
     Simulate(Box<simulate_cmd::SimulateArgs>),
+    /// Generate MQTT load (fixed rate or flat out) and measure end-to-end latency.
+    Loadgen(Box<loadgen_cmd::LoadgenArgs>),
 }
 
 fn main() {
@@ -29,6 +33,7 @@ fn main() {
     let result = match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(*args),
+        Command::Loadgen(args) => loadgen_cmd::run(*args),
     };
     std::process::exit(exit::code(result));
 }

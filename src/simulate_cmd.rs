@@ -11,19 +11,18 @@ use std::{
 use anyhow::Context;
 use clap::Args;
 use simulator::{
-    mqtt::{tls, BrokerUrl, ClientOptions},
     run::{self, RunConfig, Stats},
     Fleet, ModelConfig, World,
 };
 
 use crate::exit::UsageError;
+use crate::mqtt_args::MqttArgs;
 
 /// Flags of `fleetmq simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Broker URL: mqtt://host:port or mqtts://host:port.
-    #[arg(long, default_value = "mqtt://127.0.0.1:1883", value_name = "URL")]
-    broker: String,
+    #[command(flatten)]
+    mqtt: MqttArgs,
     /// Number of vehicles (one MQTT connection each).
     #[arg(long, default_value_t = 100, value_name = "N")]
     vehicles: usize,
@@ -36,33 +35,9 @@ pub struct SimulateArgs {
     /// Seed: the same seed and flags give the same fleet, byte for byte.
     #[arg(long, default_value_t = 1, value_name = "S")]
     seed: u64,
-    /// QoS of every publish (0, 1 or 2).
-    #[arg(long, default_value_t = 1, value_name = "Q")]
-    qos: u8,
     /// Write the ground truth here (JSON).
     #[arg(long, value_name = "FILE")]
     truth: Option<PathBuf>,
-    /// MQTT version: 3.1.1 or 5.
-    #[arg(long, default_value = "3.1.1", value_name = "V")]
-    mqtt_version: String,
-    /// User name for the broker.
-    #[arg(long)]
-    username: Option<String>,
-    /// Password for the broker.
-    #[arg(long)]
-    password: Option<String>,
-    /// CA certificates (PEM) trusted for mqtts:// [default: the system bundle].
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<PathBuf>,
-    /// Client certificate chain (PEM) for mqtts://; needs --client-key.
-    #[arg(long, value_name = "PEM")]
-    client_cert: Option<PathBuf>,
-    /// Client private key (PEM) for mqtts://; needs --client-cert.
-    #[arg(long, value_name = "PEM")]
-    client_key: Option<PathBuf>,
-    /// Executor threads [default: one per core].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
     /// New connections per second while ramping up (0: all at once).
     #[arg(long, default_value_t = 1000.0, value_name = "PER_S")]
     ramp: f64,
@@ -97,12 +72,6 @@ pub struct SimulateArgs {
     /// Vehicle ids are PREFIX-00000, PREFIX-00001, ...
     #[arg(long, default_value = "truck", value_name = "PREFIX")]
     id_prefix: String,
-    /// Keep alive, seconds.
-    #[arg(long, default_value_t = 60, value_name = "S")]
-    keep_alive: u16,
-    /// Most unacknowledged QoS 1/2 messages per vehicle.
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    max_inflight: u16,
     /// Seconds allowed at the end to publish buffered readings and collect acks.
     #[arg(long, default_value_t = 15, value_name = "S")]
     drain: u64,
@@ -150,12 +119,7 @@ fn config(args: &SimulateArgs) -> anyhow::Result<RunConfig> {
     if args.vehicles == 0 {
         return Err(usage("--vehicles must be at least 1"));
     }
-    let qos = protocol::QoS::from_u8(args.qos).ok_or_else(|| usage("--qos must be 0, 1 or 2"))?;
-    let protocol = match args.mqtt_version.as_str() {
-        "3.1.1" | "4" => protocol::Protocol::V3_1_1,
-        "5" | "5.0" => protocol::Protocol::V5,
-        other => return Err(usage(format!("--mqtt-version `{other}`: use 3.1.1 or 5"))),
-    };
+    let qos = args.mqtt.qos()?;
     if let Some(truth) = &args.truth {
         if truth.extension().is_some_and(|e| e == "parquet") {
             return Err(usage(
@@ -163,29 +127,7 @@ fn config(args: &SimulateArgs) -> anyhow::Result<RunConfig> {
             ));
         }
     }
-    let url = BrokerUrl::parse(&args.broker).map_err(|e| usage(format!("--broker {e}")))?;
-    let tls_flags =
-        args.ca_file.is_some() || args.client_cert.is_some() || args.client_key.is_some();
-    if tls_flags && !url.tls {
-        return Err(usage(
-            "--ca-file/--client-cert/--client-key need an mqtts:// broker",
-        ));
-    }
-    if args.client_cert.is_some() != args.client_key.is_some() {
-        return Err(usage("--client-cert and --client-key go together"));
-    }
-    let tls = if url.tls {
-        Some(
-            tls::client_config(
-                args.ca_file.as_deref(),
-                args.client_cert.as_deref(),
-                args.client_key.as_deref(),
-            )
-            .map_err(|e| usage(e.to_string()))?,
-        )
-    } else {
-        None
-    };
+    let client = args.mqtt.client_options()?;
     let mut model = ModelConfig {
         seed: args.seed,
         vehicles: args.vehicles,
@@ -214,23 +156,10 @@ fn config(args: &SimulateArgs) -> anyhow::Result<RunConfig> {
         None => None,
     };
     let fleet = Fleet::new(model, world).map_err(usage)?;
-    let threads = match args.threads {
-        Some(0) => return Err(usage("--threads must be at least 1")),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = args.mqtt.threads()?;
     Ok(RunConfig {
         fleet,
-        client: ClientOptions {
-            url,
-            protocol,
-            username: args.username.clone(),
-            password: args.password.clone(),
-            keep_alive_s: args.keep_alive,
-            max_inflight: args.max_inflight.max(1),
-            tls,
-            connect_timeout: Duration::from_secs(10),
-        },
+        client,
         qos,
         duration,
         speedup: args.speedup,

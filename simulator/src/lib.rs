@@ -20,6 +20,7 @@
 pub mod config;
 pub mod fleet;
 pub mod geo;
+pub mod loadgen;
 pub mod motion;
 pub mod mqtt;
 pub mod network;
