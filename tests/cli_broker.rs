@@ -86,7 +86,10 @@ fn bad_flags_and_config_exit_2_naming_the_field() {
 #[test]
 fn sigterm_disconnects_v5_clients_with_server_shutting_down_and_exits_0() {
     let port = free_port();
+    let dir = std::env::temp_dir().join(format!("fleetmq-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let child = fleetmq()
+        .current_dir(&dir)
         .args([
             "broker",
             "--mqtt",
@@ -151,4 +154,7 @@ fn sigterm_disconnects_v5_clients_with_server_shutting_down_and_exits_0() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(exit.code(), Some(0));
+    // The archive is on by default, in ./fleet-data.
+    assert!(dir.join("fleet-data/wal").is_dir());
+    let _ = std::fs::remove_dir_all(&dir);
 }

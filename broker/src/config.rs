@@ -24,6 +24,66 @@ pub struct Config {
     pub shards: usize,
     /// Limits applied to every connection.
     pub limits: Limits,
+    /// The telemetry archive (write-ahead log and Parquet files).
+    pub archive: ArchiveSettings,
+}
+
+/// Which topics are archived, where, and how files are cut.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveSettings {
+    /// Archive at all.
+    pub enabled: bool,
+    /// The data directory: `{data}/gps`, `{data}/reefer`, `{data}/rejects`, `{data}/wal`.
+    pub data: std::path::PathBuf,
+    /// Topic filters whose messages are archived.
+    pub topics: Vec<String>,
+    /// Rows per Parquet file at most.
+    pub rotate_rows: usize,
+    /// Buffered bytes per open file at most.
+    pub rotate_bytes: usize,
+    /// Seconds an open file may stay unpublished.
+    pub rotate_age: u64,
+    /// Parquet writer threads (records are spread by vehicle).
+    pub writer_threads: usize,
+    /// Memory bound of all writers' buffers, bytes.
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> ArchiveSettings {
+        let defaults = ingest::ArchiveConfig::default();
+        ArchiveSettings {
+            enabled: true,
+            data: std::path::PathBuf::from("fleet-data"),
+            topics: vec!["fleet/+/gps".into(), "fleet/+/reefer".into()],
+            rotate_rows: defaults.rotate_rows,
+            rotate_bytes: defaults.rotate_bytes,
+            rotate_age: defaults.rotate_age.as_secs(),
+            writer_threads: defaults.writer_threads,
+            max_buffered_bytes: defaults.max_buffered_bytes,
+        }
+    }
+}
+
+impl ArchiveSettings {
+    /// The ingest crate's configuration for these settings.
+    pub fn to_ingest(&self) -> ingest::ArchiveConfig {
+        ingest::ArchiveConfig {
+            data_dir: self.data.clone(),
+            rotate_rows: self.rotate_rows,
+            rotate_bytes: self.rotate_bytes,
+            rotate_age: Duration::from_secs(self.rotate_age),
+            writer_threads: self.writer_threads,
+            max_buffered_bytes: self.max_buffered_bytes,
+            ..ingest::ArchiveConfig::new(self.data.clone())
+        }
+    }
+
+    /// True when `topic` is archived.
+    pub fn archives(&self, topic: &str) -> bool {
+        self.enabled && self.topics.iter().any(|f| protocol::matches(f, topic))
+    }
 }
 
 /// Per-connection and per-session limits.
@@ -66,6 +126,7 @@ impl Default for Config {
             sys_interval: 10,
             shards: 0,
             limits: Limits::default(),
+            archive: ArchiveSettings::default(),
         }
     }
 }
@@ -133,6 +194,17 @@ impl Config {
         }
         if l.max_outbox_packets == 0 {
             return Err("limits.max_outbox_packets must be at least 1".into());
+        }
+        for filter in &self.archive.topics {
+            protocol::validate_topic_filter(filter).map_err(|e| {
+                format!("archive.topics: {filter:?} is not a valid topic filter: {e}")
+            })?;
+        }
+        if self.archive.enabled {
+            self.archive
+                .to_ingest()
+                .validate()
+                .map_err(|e| format!("archive: {e}"))?;
         }
         if self.shards > 1024 {
             return Err("shards must be between 0 (one per core) and 1024".into());

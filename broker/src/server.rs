@@ -16,6 +16,7 @@ use glommio::{
     net::TcpListener,
     LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles,
 };
+use ingest::{Archive, ShardWal};
 use socket2::{Domain, Socket, Type};
 
 use crate::{
@@ -46,10 +47,14 @@ pub enum BrokerError {
     /// A shard thread panicked or failed.
     #[error("shard failed: {0}")]
     Shard(String),
+    /// The archive could not be opened or closed.
+    #[error("archive: {0}")]
+    Archive(#[from] ingest::ArchiveError),
 }
 
 /// A running broker.
 pub struct BrokerHandle {
+    archive: Option<Arc<Archive>>,
     mqtt_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     published: Arc<Vec<Mutex<Snapshot>>>,
@@ -75,6 +80,11 @@ impl BrokerHandle {
             .iter()
             .map(|m| m.lock().map(|s| s.clone()).unwrap_or_default())
             .collect()
+    }
+
+    /// The telemetry archive, when enabled.
+    pub fn archive(&self) -> Option<&Arc<Archive>> {
+        self.archive.as_ref()
     }
 
     /// Connections accepted so far by each shard, in shard order. Lets tests prove that a
@@ -103,6 +113,10 @@ impl BrokerHandle {
         for result in threads.join_all() {
             result.map_err(|e| BrokerError::Shard(e.to_string()))?;
         }
+        // Every shard has closed its log; publish what the writers still buffer.
+        if let Some(archive) = &self.archive {
+            archive.close()?;
+        }
         Ok(())
     }
 }
@@ -112,6 +126,11 @@ impl Drop for BrokerHandle {
         if let Some(threads) = self.threads.take() {
             self.stop.store(true, Ordering::Relaxed);
             let _ = threads.join_all();
+            if let Some(archive) = &self.archive {
+                if let Err(e) = archive.close() {
+                    tracing::error!(error = %e, "closing the archive");
+                }
+            }
         }
     }
 }
@@ -158,6 +177,7 @@ struct ShardSetup {
     stop: Arc<AtomicBool>,
     accepted: Arc<Vec<AtomicU64>>,
     published: Arc<Vec<Mutex<Snapshot>>>,
+    archive: Option<Arc<Archive>>,
 }
 
 /// Starts the broker: binds the listeners (so port 0 becomes a real port before anything
@@ -176,6 +196,13 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         }
         None => (None, None),
     };
+    let archive = if config.archive.enabled {
+        let archive = Archive::open(config.archive.to_ingest())?;
+        tracing::info!(data = %config.archive.data.display(), topics = ?config.archive.topics, "archive open");
+        Some(archive)
+    } else {
+        None
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let accepted: Arc<Vec<AtomicU64>> =
         Arc::new((0..nr_shards).map(|_| AtomicU64::new(0)).collect());
@@ -193,6 +220,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         stop: stop.clone(),
         accepted: accepted.clone(),
         published: published.clone(),
+        archive: archive.clone(),
     };
     let threads = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(nr_shards))
         .name("fleetmq-shard")
@@ -207,6 +235,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         tracing::info!(addr = %addr, "HTTP listener ready (dashboard at /, MQTT over WebSocket at /mqtt, /metrics)");
     }
     Ok(BrokerHandle {
+        archive,
         mqtt_addr,
         http_addr,
         published,
@@ -255,7 +284,16 @@ async fn run_shard(setup: ShardSetup) -> Result<(), BrokerError> {
         peers.clone(),
         setup.stop.clone(),
         setup.published.clone(),
+        setup.archive.clone(),
     ));
+    if let Some(archive) = &setup.archive {
+        // Replays what the log holds beyond the archive's checkpoint before taking clients.
+        let (wal, replayed, end) = ShardWal::open(archive.clone(), id).await?;
+        if !replayed.is_empty() {
+            tracing::info!(shard = id, records = replayed.len(), %end, "write-ahead log replayed into the archive");
+        }
+        *shard.wal.borrow_mut() = Some(Rc::new(wal));
+    }
 
     let senders = Rc::new(senders);
     for (peer, queue) in peers.iter().enumerate() {
@@ -326,6 +364,16 @@ async fn run_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !shard.state.borrow().connections.is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    let wal = shard.wal.borrow_mut().take();
+    if let Some(wal) = wal {
+        match Rc::try_unwrap(wal) {
+            Ok(wal) => wal.close().await?,
+            Err(_) => tracing::warn!(
+                shard = id,
+                "write-ahead log still in use at shutdown; left for replay"
+            ),
+        }
     }
     tracing::debug!(shard = id, "shard stopped");
     Ok(())

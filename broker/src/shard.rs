@@ -124,6 +124,10 @@ pub struct Shard {
     sweeps: Cell<u64>,
     /// When the broker started.
     pub started: Instant,
+    /// The telemetry archive, when enabled.
+    pub archive: Option<Arc<ingest::Archive>>,
+    /// This shard's write-ahead log of archived messages, once opened.
+    pub wal: RefCell<Option<Rc<ingest::ShardWal>>>,
 }
 
 /// What routing one message did.
@@ -142,6 +146,7 @@ impl Shard {
         peers: Vec<Option<Rc<PeerQueue>>>,
         stop: Arc<AtomicBool>,
         published: Arc<Vec<Mutex<Snapshot>>>,
+        archive: Option<Arc<ingest::Archive>>,
     ) -> Shard {
         Shard {
             id,
@@ -160,6 +165,8 @@ impl Shard {
             published,
             sweeps: Cell::new(0),
             started: Instant::now(),
+            archive,
+            wal: RefCell::new(None),
         }
     }
 

@@ -50,6 +50,9 @@ impl Conn {
             }
         }
         let message = Message::from_publish(publish, Some(client_id), Instant::now());
+        // Archived telemetry goes to the write-ahead log before anything else; the ack waits
+        // for it to be durable, delivery to live subscribers does not.
+        let logged = self.log_for_archive(&message);
         if message.retain {
             let stored = (!message.payload.is_empty()).then(|| message.clone());
             let topic = message.topic.clone();
@@ -63,6 +66,14 @@ impl Conn {
             }
         }
         let outcome = self.shard.route(&message);
+        if let (Some((wal, ticket)), false) = (logged, qos == QoS::AtMostOnce) {
+            if let Err(e) = wal.durable(ticket).await {
+                tracing::error!(shard = self.shard.id, error = %e, "write-ahead log failed; not acknowledging");
+                return Err(Ending::ServerFailure(
+                    "the archive's write-ahead log failed".into(),
+                ));
+            }
+        }
         let reason = if self.protocol.is_v5() && outcome.matched == 0 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
@@ -77,6 +88,28 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Appends an archived message to this shard's write-ahead log; the ticket tells when it
+    /// is durable.
+    fn log_for_archive(
+        &self,
+        message: &Message,
+    ) -> Option<(std::rc::Rc<ingest::ShardWal>, ingest::WalTicket)> {
+        if !self.shard.config.archive.archives(&message.topic) {
+            return None;
+        }
+        let wal = self.shard.wal.borrow().clone()?;
+        let received_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let record = ingest::Record::new(
+            message.topic.as_bytes().clone(),
+            message.payload.clone(),
+            received_at_ms,
+        );
+        let ticket = wal.append(record);
+        Some((wal, ticket))
     }
 
     /// Applies a 5.0 Topic Alias: records it when a topic comes with it, substitutes it when

@@ -47,6 +47,8 @@ enum Ending {
     Requested(CloseRequest),
     /// CONNECT was refused with a CONNACK already queued.
     Refused,
+    /// The broker cannot go on serving this client (its archive log failed).
+    ServerFailure(String),
 }
 
 impl Ending {
@@ -305,6 +307,9 @@ impl Conn {
                 self.count_violation();
                 tracing::info!(shard = self.shard.id, peer = %self.peer, client_id = ?self.client_id, reason = %code, why, "closing connection: protocol violation");
                 self.send_disconnect(*code, why);
+            }
+            Ending::ServerFailure(why) => {
+                self.send_disconnect(ReasonCode::UNSPECIFIED_ERROR, why);
             }
             Ending::Requested(req) => {
                 tracing::debug!(shard = self.shard.id, client_id = ?self.client_id, request = ?req, "closing connection");

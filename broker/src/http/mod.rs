@@ -96,7 +96,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
     match path.as_str() {
         "/mqtt" => upgrade(shard, stream, peer, request, head.len() > used).await,
         "/metrics" => {
-            let text = Snapshot::to_prometheus(&shard.all_snapshots());
+            let mut text = Snapshot::to_prometheus(&shard.all_snapshots());
+            if let Some(archive) = &shard.archive {
+                text.push_str(&crate::metrics::archive_prometheus(&archive.stats()));
+            }
             let _ = respond(
                 &mut stream,
                 200,

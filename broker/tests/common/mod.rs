@@ -24,6 +24,10 @@ impl TestBroker {
     /// Two shards, with a hook to adjust the configuration.
     pub fn with(adjust: impl FnOnce(&mut broker::Config)) -> TestBroker {
         let mut config = broker::Config {
+            archive: broker::config::ArchiveSettings {
+                enabled: false,
+                ..Default::default()
+            },
             mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             shards: 2,
