@@ -1,6 +1,8 @@
 //! The archive inside the broker: archived topics go through each shard's write-ahead log, a
 //! QoS 1 PUBLISH is acknowledged once durable, and on shutdown everything is in Parquet, once.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! messages, wills, keepalive, QoS downgrade, refusals, and protocol violations that must
 //! close only the offending connection.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Behaviour that only exists with more than one shard: fan-out across the mesh, takeover of a
 //! client id whose connection lives on another shard, subscriptions visible everywhere at SUBACK.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The HTTP listener: MQTT over WebSocket (with an independent WebSocket client, tungstenite),
 //! `/metrics`, `/healthz`, the dashboard's files, and refusals.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::{
