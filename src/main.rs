@@ -2,6 +2,7 @@
 //! validated configuration and calls into the library crates.
 
 mod broker_cmd;
+mod demo_cmd;
 mod exit;
 mod loadgen_cmd;
 mod mqtt_args;
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole pipeline: broker, archive, dashboard and a simulated fleet, then a summary.
+    Demo(Box<demo_cmd::DemoArgs>),
     /// Run the MQTT broker (3.1, 3.1.1 and 5.0), one shard per core.
     Broker(broker_cmd::BrokerArgs),
     /// Simulate a fleet of refrigerated vehicles publishing over MQTT (seeded, reproducible).
@@ -31,6 +34,7 @@ fn main() {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
+        Command::Demo(args) => demo_cmd::run(*args),
         Command::Broker(args) => broker_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(*args),
         Command::Loadgen(args) => loadgen_cmd::run(*args),
@@ -40,8 +44,10 @@ fn main() {
 
 /// Logs go to stderr; `RUST_LOG` picks what (default: info for fleetmq's crates).
 fn init_tracing() {
+    // glommio logs, at error level, that the file system does not support polled I/O for the
+    // write-ahead log; it falls back by itself, so that line is noise to a user.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,glommio::reactor=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

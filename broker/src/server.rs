@@ -178,6 +178,8 @@ struct ShardSetup {
     accepted: Arc<Vec<AtomicU64>>,
     published: Arc<Vec<Mutex<Snapshot>>>,
     archive: Option<Arc<Archive>>,
+    /// Each shard reports here once it serves (or why it cannot).
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
 }
 
 /// Starts the broker: binds the listeners (so port 0 becomes a real port before anything
@@ -185,8 +187,13 @@ struct ShardSetup {
 ///
 /// # Errors
 /// Invalid configuration, a port that cannot be bound, executors that cannot start.
-pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
+pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
     config.validate().map_err(BrokerError::Config)?;
+    // Shards open files from their own threads; a relative data directory must not depend on
+    // anything but the directory the broker was started in.
+    config.archive.data = std::path::absolute(&config.archive.data).map_err(|e| {
+        BrokerError::Config(format!("archive.data {}: {e}", config.archive.data.display()))
+    })?;
     let nr_shards = config.shard_count();
     let (mqtt, mqtt_addr) = bind_all(config.mqtt, nr_shards)?;
     let (http, http_addr) = match config.http {
@@ -211,7 +218,9 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             .map(|_| Mutex::new(Snapshot::default()))
             .collect(),
     );
+    let (ready, ready_rx) = std::sync::mpsc::channel();
     let setup = ShardSetup {
+        ready,
         nr_shards,
         config: Arc::new(config),
         mqtt: Arc::new(Mutex::new(mqtt)),
@@ -230,11 +239,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
             }
         })
         .map_err(|e| BrokerError::Executor(e.to_string()))?;
-    tracing::info!(addr = %mqtt_addr, shards = nr_shards, "MQTT listener ready");
-    if let Some(addr) = http_addr {
-        tracing::info!(addr = %addr, "HTTP listener ready (dashboard at /, MQTT over WebSocket at /mqtt, /metrics)");
-    }
-    Ok(BrokerHandle {
+    let mut handle = BrokerHandle {
         archive,
         mqtt_addr,
         http_addr,
@@ -242,7 +247,25 @@ pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
         stop,
         accepted,
         threads: Some(threads),
-    })
+    };
+    // Return only once every shard serves, or report why one cannot.
+    for _ in 0..nr_shards {
+        let report = ready_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| Err("a shard did not start within 60 s".into()));
+        if let Err(why) = report {
+            handle.shutdown();
+            if let Some(threads) = handle.threads.take() {
+                let _ = threads.join_all();
+            }
+            return Err(BrokerError::Shard(why));
+        }
+    }
+    tracing::info!(addr = %mqtt_addr, shards = nr_shards, "MQTT listener ready");
+    if let Some(addr) = http_addr {
+        tracing::info!(addr = %addr, "HTTP listener ready (dashboard at /, MQTT over WebSocket at /mqtt, /metrics)");
+    }
+    Ok(handle)
 }
 
 /// Takes this shard's socket out of a per-shard table.
@@ -261,6 +284,16 @@ fn take_listener(
 }
 
 async fn run_shard(setup: ShardSetup) -> Result<(), BrokerError> {
+    let ready = setup.ready.clone();
+    let result = serve_shard(setup).await;
+    if let Err(e) = &result {
+        // Harmless if the shard had already reported ready: start() stopped listening.
+        let _ = ready.send(Err(e.to_string()));
+    }
+    result
+}
+
+async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     let (senders, receivers) = setup
         .mesh
         .join()
@@ -343,6 +376,7 @@ async fn run_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     });
 
     tracing::debug!(shard = id, "shard accepting");
+    let _ = setup.ready.send(Ok(()));
     let accepted = setup.accepted.clone();
     accept_loop(&shard, &mqtt_listener, |stream, peer| {
         if let Some(n) = accepted.get(id) {
