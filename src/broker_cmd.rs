@@ -21,6 +21,13 @@ pub struct BrokerArgs {
     /// [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR|off", value_parser = parse_http)]
     http: Option<HttpListen>,
+    /// Data directory: the archive ({data}/gps, reefer, rejects) and its write-ahead log
+    /// [default: ./fleet-data].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Do not archive telemetry (no write-ahead log, no Parquet).
+    #[arg(long)]
+    no_archive: bool,
     /// Number of shards (executor threads) [default: one per core].
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
@@ -61,6 +68,12 @@ fn config(args: &BrokerArgs) -> Result<broker::Config, UsageError> {
         Some(HttpListen::At(addr)) => config.http = Some(addr),
         Some(HttpListen::Off) => config.http = None,
         None => {}
+    }
+    if let Some(data) = &args.data {
+        config.archive.data = data.clone();
+    }
+    if args.no_archive {
+        config.archive.enabled = false;
     }
     if let Some(shards) = args.shards {
         if shards == 0 {
