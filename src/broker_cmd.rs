@@ -1,5 +1,5 @@
 //! `fleetmq broker`: flags and config file -> `broker::Config` -> running shards until SIGINT
-//! or SIGTERM.
+//! or SIGTERM; SIGHUP reloads the password file, the ACL file and the TLS certificate.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -31,6 +31,36 @@ pub struct BrokerArgs {
     /// Number of shards (executor threads) [default: one per core].
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
+    /// MQTT over TLS listener address (needs --tls-cert and --tls-key), e.g. 0.0.0.0:8883.
+    #[arg(long, value_name = "ADDR")]
+    mqtts: Option<SocketAddr>,
+    /// HTTPS listener: the HTTP listener over TLS, with MQTT over secure WebSocket at /mqtt.
+    #[arg(long, value_name = "ADDR")]
+    https: Option<SocketAddr>,
+    /// PEM certificate chain for --mqtts and --https (reloaded on SIGHUP).
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert; must not be readable by others (chmod 600).
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates that client certificates are verified against.
+    #[arg(long, value_name = "PEM")]
+    client_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by --client-ca.
+    #[arg(long)]
+    require_client_cert: bool,
+    /// Which client-certificate field becomes the user name: cn, san or off [default: cn].
+    #[arg(long, value_name = "cn|san|off")]
+    cert_identity: Option<broker::security::CertIdentity>,
+    /// mosquitto-format password file (write it with `fleetmq passwd`); reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// mosquitto-format ACL file; reloaded on SIGHUP. Without one, clients may do anything.
+    #[arg(long, value_name = "FILE")]
+    acl_file: Option<PathBuf>,
+    /// Accept clients without credentials, also on addresses beyond loopback.
+    #[arg(long)]
+    allow_anonymous: bool,
 }
 
 /// `--http` takes an address or `off`.
@@ -83,25 +113,82 @@ fn config(args: &BrokerArgs) -> Result<broker::Config, UsageError> {
         }
         config.shards = shards;
     }
+    apply_security(args, &mut config);
     config.validate().map_err(UsageError)?;
     Ok(config)
+}
+
+/// The TLS and authentication flags over the file's `[tls]` and `[auth]`.
+fn apply_security(args: &BrokerArgs, config: &mut broker::Config) {
+    if args.mqtts.is_some() {
+        config.mqtts = args.mqtts;
+    }
+    if args.https.is_some() {
+        config.https = args.https;
+    }
+    let tls = &mut config.tls;
+    for (flag, field) in [
+        (&args.tls_cert, &mut tls.cert),
+        (&args.tls_key, &mut tls.key),
+        (&args.client_ca, &mut tls.client_ca),
+    ] {
+        if flag.is_some() {
+            field.clone_from(flag);
+        }
+    }
+    tls.require_client_cert |= args.require_client_cert;
+    if let Some(which) = args.cert_identity {
+        tls.cert_identity = which;
+    }
+    let auth = &mut config.auth;
+    for (flag, field) in [
+        (&args.password_file, &mut auth.password_file),
+        (&args.acl_file, &mut auth.acl_file),
+    ] {
+        if flag.is_some() {
+            field.clone_from(flag);
+        }
+    }
+    auth.allow_anonymous |= args.allow_anonymous;
 }
 
 /// Runs the broker until SIGINT or SIGTERM.
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
-    let handle = broker::start(config).context("starting the broker")?;
+    let handle = match broker::start(config) {
+        Ok(handle) => handle,
+        // A file named in the configuration that cannot be used is the user's to fix.
+        Err(e @ (broker::BrokerError::Security(_) | broker::BrokerError::Config(_))) => {
+            return Err(UsageError(e.to_string()).into())
+        }
+        Err(e) => return Err(e).context("starting the broker"),
+    };
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
     eprintln!("fleetmq broker: MQTT on {}", handle.mqtt_addr());
     if let Some(http) = handle.http_addr() {
         eprintln!("fleetmq broker: dashboard on http://{http}/ (MQTT over WebSocket at /mqtt, metrics at /metrics)");
     }
-    if let Some(signal) = signals.forever().next() {
+    if let Some(addr) = handle.mqtts_addr() {
+        eprintln!("fleetmq broker: MQTT over TLS on {addr}");
+    }
+    if let Some(addr) = handle.https_addr() {
+        eprintln!("fleetmq broker: HTTPS on https://{addr}/ (secure WebSocket at /mqtt)");
+    }
+    for signal in signals.forever() {
+        if signal == signal_hook::consts::SIGHUP {
+            // A bad file keeps the old settings in force; the broker goes on either way.
+            if let Err(e) = handle.reload() {
+                tracing::error!(error = %e, "reload failed; previous security settings kept");
+            }
+            continue;
+        }
         tracing::info!(signal, "shutting down");
+        break;
     }
     handle.shutdown();
     handle.join().context("stopping the broker")?;

@@ -6,6 +6,7 @@ mod demo_cmd;
 mod exit;
 mod loadgen_cmd;
 mod mqtt_args;
+mod passwd_cmd;
 mod simulate_cmd;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
     Demo(Box<demo_cmd::DemoArgs>),
     /// Run the MQTT broker (3.1, 3.1.1 and 5.0), one shard per core.
     Broker(broker_cmd::BrokerArgs),
+    /// Add a user or change a password in a mosquitto-format password file (or --delete).
+    Passwd(passwd_cmd::PasswdArgs),
     /// Simulate a fleet of refrigerated vehicles publishing over MQTT (seeded, reproducible).
     Simulate(Box<simulate_cmd::SimulateArgs>),
     /// Generate MQTT load (fixed rate or flat out) and measure end-to-end latency.
@@ -36,6 +39,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo(args) => demo_cmd::run(*args),
         Command::Broker(args) => broker_cmd::run(args),
+        Command::Passwd(args) => passwd_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(*args),
         Command::Loadgen(args) => loadgen_cmd::run(*args),
     };

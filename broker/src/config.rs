@@ -26,6 +26,44 @@ pub struct Config {
     pub limits: Limits,
     /// The telemetry archive (write-ahead log and Parquet files).
     pub archive: ArchiveSettings,
+    /// MQTT over TLS (`mqtts`), off unless given; needs `[tls]`.
+    pub mqtts: Option<SocketAddr>,
+    /// The HTTP listener over TLS (dashboard, MQTT over secure WebSocket at `/mqtt`),
+    /// off unless given; needs `[tls]`.
+    pub https: Option<SocketAddr>,
+    /// Certificates for `mqtts` and `https`, and client certificate checks.
+    pub tls: TlsSettings,
+    /// Who may connect (password file, anonymous access) and what they may do (ACL file).
+    pub auth: AuthSettings,
+}
+
+/// Certificates for the TLS listeners. Reloaded on SIGHUP ([`crate::BrokerHandle::reload`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain, server certificate first.
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); refused if group-writable or readable by others.
+    pub key: Option<std::path::PathBuf>,
+    /// PEM CA certificates that client certificates are verified against.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Refuse TLS clients without a valid certificate (otherwise it is optional).
+    pub require_client_cert: bool,
+    /// Which certificate field becomes the user name: `cn`, `san` or `off`.
+    pub cert_identity: crate::security::CertIdentity,
+}
+
+/// Authentication and authorization. Reloaded on SIGHUP.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// mosquitto-format password file (`fleetmq passwd` or `mosquitto_passwd` write it).
+    pub password_file: Option<std::path::PathBuf>,
+    /// mosquitto-format ACL file; without one every client may do everything.
+    pub acl_file: Option<std::path::PathBuf>,
+    /// Let clients without credentials in even though a password file or client CA is set,
+    /// and allow listening beyond loopback without any authentication.
+    pub allow_anonymous: bool,
 }
 
 /// Which topics are archived, where, and how files are cut.
@@ -127,6 +165,10 @@ impl Default for Config {
             shards: 0,
             limits: Limits::default(),
             archive: ArchiveSettings::default(),
+            mqtts: None,
+            https: None,
+            tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -208,6 +250,51 @@ impl Config {
         }
         if self.shards > 1024 {
             return Err("shards must be between 0 (one per core) and 1024".into());
+        }
+        self.validate_security()
+    }
+
+    /// True when clients prove who they are: a password file or client certificates.
+    pub fn authenticates(&self) -> bool {
+        self.auth.password_file.is_some() || self.tls.client_ca.is_some()
+    }
+
+    /// The listeners reachable from beyond this machine.
+    pub fn public_listeners(&self) -> Vec<SocketAddr> {
+        [Some(self.mqtt), self.http, self.mqtts, self.https]
+            .into_iter()
+            .flatten()
+            .filter(|a| !a.ip().is_loopback())
+            .collect()
+    }
+
+    fn validate_security(&self) -> Result<(), String> {
+        let tls_listener = self.mqtts.is_some() || self.https.is_some();
+        if tls_listener && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return Err(
+                "mqtts/https need tls.cert and tls.key (--tls-cert PEM --tls-key PEM)".into(),
+            );
+        }
+        if !tls_listener && (self.tls.cert.is_some() || self.tls.client_ca.is_some()) {
+            return Err("tls.cert or tls.client_ca is set but no TLS listener: add mqtts or https (--mqtts ADDR, --https ADDR)".into());
+        }
+        if self.tls.require_client_cert && self.tls.client_ca.is_none() {
+            return Err("tls.require_client_cert needs tls.client_ca (--client-ca PEM)".into());
+        }
+        // Secure by default: nobody reaches an unauthenticated broker from the network by
+        // accident; saying allow_anonymous is the explicit choice (warned about at start).
+        let public = self.public_listeners();
+        if !public.is_empty() && !self.authenticates() && !self.auth.allow_anonymous {
+            return Err(format!(
+                "listening on {} (beyond loopback) needs auth.password_file (--password-file) or \
+                 tls.client_ca (--client-ca), or auth.allow_anonymous = true (--allow-anonymous) \
+                 to accept anyone",
+                public
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         Ok(())
     }

@@ -20,6 +20,7 @@
 //! - [`metrics`]: per-shard counters and their snapshots (Prometheus text).
 //! - [`http`]: the HTTP listener: dashboard, MQTT over WebSocket at `/mqtt`, `/metrics`.
 //! - [`sys`]: the `$SYS/broker/...` topics.
+//! - [`security`]: password file, certificate identity, ACLs, TLS; reloadable.
 //! - [`config`]: [`Config`] and its limits.
 //!
 //! # Example
@@ -38,6 +39,7 @@ pub mod mesh;
 pub mod message;
 pub mod metrics;
 pub mod outbox;
+pub mod security;
 pub mod server;
 pub mod session;
 pub mod shard;

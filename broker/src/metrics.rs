@@ -25,6 +25,10 @@ pub struct Metrics {
     pub bytes_out: Cell<u64>,
     /// Connections closed for a protocol violation.
     pub protocol_errors: Cell<u64>,
+    /// CONNECT refused for wrong or missing credentials.
+    pub auth_failures: Cell<u64>,
+    /// TLS handshakes that failed or timed out (bad certificates among them).
+    pub tls_failures: Cell<u64>,
     /// Messages not delivered, by reason.
     pub dropped: RefCell<BTreeMap<&'static str, u64>>,
 }
@@ -78,6 +82,10 @@ pub struct Snapshot {
     pub bytes_out: u64,
     /// Connections closed for a protocol violation.
     pub protocol_errors: u64,
+    /// CONNECT refused for wrong or missing credentials.
+    pub auth_failures: u64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failures: u64,
     /// Messages not delivered, by reason.
     pub dropped: BTreeMap<String, u64>,
     /// Retained messages (each shard holds a full replica: take one shard's figure).
@@ -107,6 +115,8 @@ impl Snapshot {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.protocol_errors += other.protocol_errors;
+        self.auth_failures += other.auth_failures;
+        self.tls_failures += other.tls_failures;
         for (reason, n) in &other.dropped {
             *self.dropped.entry(reason.clone()).or_insert(0) += n;
         }
@@ -200,6 +210,18 @@ impl Snapshot {
             "counter",
             "Connections closed for a protocol violation.",
             &[(String::new(), t.protocol_errors)],
+        );
+        metric(
+            "auth_failures_total",
+            "counter",
+            "CONNECT refused for wrong or missing credentials.",
+            &[(String::new(), t.auth_failures)],
+        );
+        metric(
+            "tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out.",
+            &[(String::new(), t.tls_failures)],
         );
         let drops: Vec<(String, u64)> = t
             .dropped
@@ -325,6 +347,8 @@ impl Metrics {
             bytes_in: self.bytes_in.get(),
             bytes_out: self.bytes_out.get(),
             protocol_errors: self.protocol_errors.get(),
+            auth_failures: self.auth_failures.get(),
+            tls_failures: self.tls_failures.get(),
             dropped: self
                 .dropped
                 .borrow()

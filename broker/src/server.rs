@@ -23,7 +23,8 @@ use crate::{
     config::Config,
     connection, http,
     mesh::{PeerQueue, ShardMsg},
-    metrics::Snapshot,
+    metrics::{bump, Snapshot},
+    security::{identity, Security, SecurityError},
     shard::Shard,
 };
 
@@ -50,6 +51,9 @@ pub enum BrokerError {
     /// The archive could not be opened or closed.
     #[error("archive: {0}")]
     Archive(#[from] ingest::ArchiveError),
+    /// A password, ACL, certificate or key file cannot be used.
+    #[error("{0}")]
+    Security(#[from] SecurityError),
 }
 
 /// A running broker.
@@ -57,6 +61,9 @@ pub struct BrokerHandle {
     archive: Option<Arc<Archive>>,
     mqtt_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
+    mqtts_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
+    security: Arc<Security>,
     published: Arc<Vec<Mutex<Snapshot>>>,
     stop: Arc<AtomicBool>,
     accepted: Arc<Vec<AtomicU64>>,
@@ -72,6 +79,28 @@ impl BrokerHandle {
     /// The address of the HTTP listener (dashboard, `/mqtt` WebSocket, `/metrics`), if enabled.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The address of the MQTT-over-TLS listener, if enabled.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.mqtts_addr
+    }
+
+    /// The address of the HTTPS listener (secure WebSocket at `/mqtt`), if enabled.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// Re-reads the password file, the ACL file and the TLS certificate and key (what SIGHUP
+    /// does). Connected clients stay connected; their ACL rules follow the new file from their
+    /// next PUBLISH or delivery, new TLS handshakes use the new certificate.
+    ///
+    /// # Errors
+    /// A file that cannot be used; the previous settings then stay in force.
+    pub fn reload(&self) -> Result<(), BrokerError> {
+        self.security.reload()?;
+        tracing::info!("security settings reloaded");
+        Ok(())
     }
 
     /// The figures every shard last published (about once a second).
@@ -173,6 +202,9 @@ struct ShardSetup {
     config: Arc<Config>,
     mqtt: Arc<Mutex<Vec<Option<Socket>>>>,
     http: Option<Arc<Mutex<Vec<Option<Socket>>>>>,
+    mqtts: Option<Arc<Mutex<Vec<Option<Socket>>>>>,
+    https: Option<Arc<Mutex<Vec<Option<Socket>>>>>,
+    security: Arc<Security>,
     mesh: MeshBuilder<ShardMsg, Full>,
     stop: Arc<AtomicBool>,
     accepted: Arc<Vec<AtomicU64>>,
@@ -192,17 +224,30 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
     // Shards open files from their own threads; a relative data directory must not depend on
     // anything but the directory the broker was started in.
     config.archive.data = std::path::absolute(&config.archive.data).map_err(|e| {
-        BrokerError::Config(format!("archive.data {}: {e}", config.archive.data.display()))
+        BrokerError::Config(format!(
+            "archive.data {}: {e}",
+            config.archive.data.display()
+        ))
     })?;
+    let security = Arc::new(Security::load(&config)?);
+    let public = config.public_listeners();
+    if config.auth.allow_anonymous && !public.is_empty() {
+        tracing::warn!(listeners = ?public, "anonymous clients are allowed on listeners reachable beyond this machine (allow_anonymous)");
+    }
     let nr_shards = config.shard_count();
     let (mqtt, mqtt_addr) = bind_all(config.mqtt, nr_shards)?;
-    let (http, http_addr) = match config.http {
-        Some(addr) => {
-            let (sockets, bound) = bind_all(addr, nr_shards)?;
-            (Some(Arc::new(Mutex::new(sockets))), Some(bound))
-        }
-        None => (None, None),
+    let bind_optional = |addr: Option<SocketAddr>| -> Result<_, BrokerError> {
+        Ok(match addr {
+            Some(addr) => {
+                let (sockets, bound) = bind_all(addr, nr_shards)?;
+                (Some(Arc::new(Mutex::new(sockets))), Some(bound))
+            }
+            None => (None, None),
+        })
     };
+    let (http, http_addr) = bind_optional(config.http)?;
+    let (mqtts, mqtts_addr) = bind_optional(config.mqtts)?;
+    let (https, https_addr) = bind_optional(config.https)?;
     let archive = if config.archive.enabled {
         let archive = Archive::open(config.archive.to_ingest())?;
         tracing::info!(data = %config.archive.data.display(), topics = ?config.archive.topics, "archive open");
@@ -225,6 +270,9 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
         config: Arc::new(config),
         mqtt: Arc::new(Mutex::new(mqtt)),
         http,
+        mqtts,
+        https,
+        security: security.clone(),
         mesh: MeshBuilder::full(nr_shards, 1024),
         stop: stop.clone(),
         accepted: accepted.clone(),
@@ -243,6 +291,9 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
         archive,
         mqtt_addr,
         http_addr,
+        mqtts_addr,
+        https_addr,
+        security,
         published,
         stop,
         accepted,
@@ -264,6 +315,12 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
     tracing::info!(addr = %mqtt_addr, shards = nr_shards, "MQTT listener ready");
     if let Some(addr) = http_addr {
         tracing::info!(addr = %addr, "HTTP listener ready (dashboard at /, MQTT over WebSocket at /mqtt, /metrics)");
+    }
+    if let Some(addr) = mqtts_addr {
+        tracing::info!(addr = %addr, "MQTT over TLS listener ready");
+    }
+    if let Some(addr) = https_addr {
+        tracing::info!(addr = %addr, "HTTPS listener ready (secure WebSocket at /mqtt)");
     }
     Ok(handle)
 }
@@ -302,10 +359,13 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     let id = senders.peer_id();
     let nr_shards = setup.nr_shards;
     let mqtt_listener = take_listener(&setup.mqtt, id)?;
-    let http_listener = match &setup.http {
-        Some(table) => Some(take_listener(table, id)?),
-        None => None,
+    let take = |table: &Option<Arc<Mutex<Vec<Option<Socket>>>>>| match table {
+        Some(table) => take_listener(table, id).map(Some),
+        None => Ok(None),
     };
+    let http_listener = take(&setup.http)?;
+    let mqtts_listener = take(&setup.mqtts)?;
+    let https_listener = take(&setup.https)?;
 
     let peers: Vec<Option<Rc<PeerQueue>>> = (0..nr_shards)
         .map(|i| (i != id).then(|| Rc::new(PeerQueue::default())))
@@ -318,6 +378,7 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
         setup.stop.clone(),
         setup.published.clone(),
         setup.archive.clone(),
+        setup.security.clone(),
     ));
     if let Some(archive) = &setup.archive {
         // Replays what the log holds beyond the archive's checkpoint before taking clients.
@@ -365,33 +426,51 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     if id == 0 {
         glommio::spawn_local(crate::sys::publish_periodically(shard.clone())).detach();
     }
-    let http_task = http_listener.map(|listener| {
+    let mut side_tasks = Vec::new();
+    if let Some(listener) = http_listener {
         let shard = shard.clone();
-        glommio::spawn_local(async move {
+        side_tasks.push(glommio::spawn_local(async move {
             accept_loop(&shard, &listener, |stream, peer| {
-                glommio::spawn_local(http::serve(shard.clone(), stream, peer)).detach();
+                glommio::spawn_local(http::serve(shard.clone(), stream, peer, None)).detach();
             })
             .await
-        })
-    });
-
-    tracing::debug!(shard = id, "shard accepting");
-    let _ = setup.ready.send(Ok(()));
+        }));
+    }
     let accepted = setup.accepted.clone();
-    accept_loop(&shard, &mqtt_listener, |stream, peer| {
+    let admit = move |shard: &Shard, peer: SocketAddr| {
         if let Some(n) = accepted.get(id) {
             n.fetch_add(1, Ordering::Relaxed);
         }
         let limit = shard.config.limits.max_connections_per_shard;
         if limit > 0 && shard.metrics.connections.get() as usize >= limit {
             tracing::warn!(shard = id, %peer, "connection limit reached; refusing");
-            return;
+            return false;
         }
-        glommio::spawn_local(connection::serve(shard.clone(), stream, peer)).detach();
+        true
+    };
+    for (listener, web) in [(mqtts_listener, false), (https_listener, true)] {
+        let Some(listener) = listener else { continue };
+        let (shard, admit) = (shard.clone(), admit.clone());
+        side_tasks.push(glommio::spawn_local(async move {
+            accept_loop(&shard, &listener, |stream, peer| {
+                if web || admit(&shard, peer) {
+                    glommio::spawn_local(serve_tls(shard.clone(), stream, peer, web)).detach();
+                }
+            })
+            .await
+        }));
+    }
+
+    tracing::debug!(shard = id, "shard accepting");
+    let _ = setup.ready.send(Ok(()));
+    accept_loop(&shard, &mqtt_listener, |stream, peer| {
+        if admit(&shard, peer) {
+            glommio::spawn_local(connection::serve(shard.clone(), stream, peer, None)).detach();
+        }
     })
     .await;
     drop(mqtt_listener);
-    if let Some(task) = http_task {
+    for task in side_tasks {
         task.await;
     }
     // Let connections say goodbye (DISCONNECT 0x8B) and flush, within a bound.
@@ -411,6 +490,45 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     }
     tracing::debug!(shard = id, "shard stopped");
     Ok(())
+}
+
+/// Runs the TLS handshake on this shard (within the connect timeout), then serves MQTT, or
+/// HTTP with secure WebSocket when `web`. A verified client certificate names the user.
+async fn serve_tls(shard: Rc<Shard>, stream: glommio::net::TcpStream, peer: SocketAddr, web: bool) {
+    let Some(acceptor) = shard.security.tls_acceptor() else {
+        return;
+    };
+    let limit = shard.config.limits.connect_timeout;
+    let handshake =
+        futures_lite::future::or(async { Some(acceptor.accept(stream).await) }, async {
+            glommio::timer::sleep(limit).await;
+            None
+        })
+        .await;
+    let tls = match handshake {
+        Some(Ok(tls)) => tls,
+        Some(Err(e)) => {
+            bump(&shard.metrics.tls_failures, 1);
+            tracing::debug!(shard = shard.id, %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        None => {
+            bump(&shard.metrics.tls_failures, 1);
+            tracing::debug!(shard = shard.id, %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let cert_user = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| identity::username(cert, shard.security.cert_identity()));
+    if web {
+        http::serve(shard, tls, peer, cert_user).await;
+    } else {
+        connection::serve(shard, tls, peer, cert_user).await;
+    }
 }
 
 /// Accepts connections until the shard stops, handing each to `serve`.

@@ -47,6 +47,8 @@ pub enum DropReason {
     Expired,
     /// The packet would exceed the client's Maximum Packet Size.
     TooLargeForClient,
+    /// The ACL does not let the client read (when delivered) or write (when published) it.
+    NotAuthorized,
 }
 
 impl DropReason {
@@ -59,6 +61,7 @@ impl DropReason {
             DropReason::Offline => "offline_qos0",
             DropReason::Expired => "expired",
             DropReason::TooLargeForClient => "too_large_for_client",
+            DropReason::NotAuthorized => "not_authorized",
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::{
     message::{Delivery, Message},
     metrics::{Metrics, Snapshot},
     outbox::{CloseRequest, Control, Outbox},
+    security::Security,
     session::{DropReason, SessionState},
     trie::{Matched, SubEntry, SubscriptionTable},
 };
@@ -59,6 +60,9 @@ pub struct SessionSlot {
     pub link: Option<ConnLink>,
     /// The id of the last connection attached, so a delayed Will can tell a reconnect.
     pub conn_id: u64,
+    /// What the client may read: checked for every message delivered to it, retained ones
+    /// included.
+    pub access: crate::security::ClientAccess,
 }
 
 /// A connection as the shard's sweeper sees it.
@@ -128,6 +132,10 @@ pub struct Shard {
     pub archive: Option<Arc<ingest::Archive>>,
     /// This shard's write-ahead log of archived messages, once opened.
     pub wal: RefCell<Option<Rc<ingest::ShardWal>>>,
+    /// Authentication, ACLs and TLS, shared by every shard.
+    pub security: Arc<Security>,
+    /// When an authentication failure was last logged, and how many were not since.
+    auth_log: Cell<(Option<Instant>, u64)>,
 }
 
 /// What routing one message did.
@@ -147,6 +155,7 @@ impl Shard {
         stop: Arc<AtomicBool>,
         published: Arc<Vec<Mutex<Snapshot>>>,
         archive: Option<Arc<ingest::Archive>>,
+        security: Arc<Security>,
     ) -> Shard {
         Shard {
             id,
@@ -167,7 +176,23 @@ impl Shard {
             started: Instant::now(),
             archive,
             wal: RefCell::new(None),
+            security,
+            auth_log: Cell::new((None, 0)),
         }
+    }
+
+    /// Counts a refused login and logs it at most once a second per shard, so a client
+    /// hammering wrong passwords cannot flood the log. Never logs the password.
+    pub fn auth_failed(&self, peer: std::net::SocketAddr, client_id: &str, username: Option<&str>) {
+        crate::metrics::bump(&self.metrics.auth_failures, 1);
+        let now = Instant::now();
+        let (last, suppressed) = self.auth_log.get();
+        if last.is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1)) {
+            self.auth_log.set((last, suppressed + 1));
+            return;
+        }
+        self.auth_log.set((Some(now), 0));
+        tracing::warn!(shard = self.id, %peer, client_id, username = ?username, not_logged_since = suppressed, "authentication failed");
     }
 
     /// A fresh connection id.
@@ -513,6 +538,16 @@ impl Shard {
             }
             return;
         };
+        if !slot
+            .access
+            .rules(&self.security)
+            .can_read(&delivery.message.topic)
+        {
+            // mosquitto's rule: read access is checked per message at delivery, so a filter
+            // allowed as a whole never carries a topic the ACL denies (retained ones too).
+            self.metrics.drop_message(DropReason::NotAuthorized.label());
+            return;
+        }
         let limits = &self.config.limits;
         if delivery.qos == QoS::AtMostOnce {
             let Some(link) = &slot.link else {

@@ -11,6 +11,7 @@ use protocol::{ByteStr, ConnAck, Connect, Packet, Properties, Protocol, PubAck, 
 use super::{Conn, Ending};
 use crate::{
     mesh::ShardMsg,
+    security::{ClientAccess, Credentials},
     session::SessionState,
     shard::{ConnLink, SessionSlot},
 };
@@ -60,6 +61,29 @@ impl Conn {
         } else {
             connect.client_id.clone()
         };
+
+        // Authenticate before touching any session: a refused client must not take one over.
+        let generation = self.shard.security.generation();
+        let policy = self.shard.security.policy();
+        let credentials = Credentials {
+            cert_user: self.cert_user.as_deref(),
+            username: connect.username.as_deref(),
+            password: connect.password.as_deref(),
+        };
+        let Ok(identity) = policy.authenticate(&credentials) else {
+            self.shard
+                .auth_failed(self.peer, &client_id, connect.username.as_deref());
+            // 5.0: 0x86 bad user name or password; 3.1.1: return code 5, not authorized. The
+            // same answer whichever part was wrong.
+            let reason = if v5 {
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD
+            } else {
+                ReasonCode::NOT_AUTHORIZED
+            };
+            return Err(self.refuse_quietly(reason, "not authorized"));
+        };
+        let access = ClientAccess::new(&policy, generation, identity, &client_id);
+        drop(policy);
 
         let mut keep_alive = connect.keep_alive;
         let mut server_keep_alive = None;
@@ -137,11 +161,14 @@ impl Conn {
                     state,
                     link: Some(link),
                     conn_id: self.id,
+                    access: access.clone(),
                 },
             );
             st.evict_after_claim.remove(&client_id)
         };
         self.client_id = Some(client_id.clone());
+        tracing::debug!(shard = self.shard.id, client_id = %client_id, user = ?access.identity().username(), "authenticated");
+        self.access = Some(access);
         self.will = connect.will;
         self.timeout
             .set((keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)));
@@ -189,6 +216,11 @@ impl Conn {
     /// Queues a refusing CONNACK; the connection then closes.
     fn refuse(&mut self, reason: ReasonCode, why: &str) -> Ending {
         tracing::info!(shard = self.shard.id, peer = %self.peer, reason = %reason, why, "CONNECT refused");
+        self.refuse_quietly(reason, why)
+    }
+
+    /// [`Conn::refuse`] without the log line (the caller logs, rate-limited).
+    fn refuse_quietly(&mut self, reason: ReasonCode, why: &str) -> Ending {
         let mut properties = Properties::default();
         if self.protocol.is_v5() {
             properties.reason_string = Some(ByteStr::from(why));

@@ -27,6 +27,10 @@ impl Conn {
             self.resolve_alias(&mut publish)?;
         }
         let (pkid, qos) = (publish.pkid, publish.qos);
+        if !self.can_write(&publish.topic) {
+            self.refuse_publish(&client_id, &publish.topic, pkid, qos);
+            return Ok(());
+        }
         if qos == QoS::ExactlyOnce {
             let limit = usize::from(self.shard.config.limits.max_inflight);
             let seen = self.with_slot(|slot| {
@@ -88,6 +92,38 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// A PUBLISH the ACL denies: not routed, retained or archived. 5.0 clients are told with
+    /// 0x87 in PUBACK/PUBREC; 3.1.1 has no way to say it, so they get a plain ack (as from
+    /// mosquitto) and the message is dropped and counted.
+    fn refuse_publish(&mut self, client_id: &str, topic: &str, pkid: u16, qos: QoS) {
+        self.shard
+            .metrics
+            .drop_message(crate::session::DropReason::NotAuthorized.label());
+        tracing::debug!(
+            shard = self.shard.id,
+            client_id,
+            topic,
+            "publish denied by the ACL"
+        );
+        let v5 = self.protocol.is_v5();
+        let reason = if v5 {
+            ReasonCode::NOT_AUTHORIZED
+        } else {
+            ReasonCode::SUCCESS
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.outbox.push(Packet::PubAck(ack(pkid, reason))),
+            QoS::ExactlyOnce => {
+                if !v5 {
+                    // The exchange goes on with PUBREL/PUBCOMP as for any accepted message.
+                    self.with_slot(|slot| slot.state.inbound_qos2.insert(pkid));
+                }
+                self.outbox.push(Packet::PubRec(ack(pkid, reason)));
+            }
+        }
     }
 
     /// Appends an archived message to this shard's write-ahead log; the ticket tells when it

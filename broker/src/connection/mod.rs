@@ -31,6 +31,7 @@ use crate::{
     message::Message,
     metrics::bump,
     outbox::{CloseRequest, Control, Outbox},
+    security::ClientAccess,
     shard::{ConnEntry, SessionSlot, Shard},
 };
 
@@ -65,8 +66,9 @@ enum ReadEvent {
     Close(CloseRequest),
 }
 
-/// Serves one accepted connection until it ends.
-pub async fn serve<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr)
+/// Serves one accepted connection until it ends. `cert_user` is the user name a verified TLS
+/// client certificate stands for, if any.
+pub async fn serve<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr, cert_user: Option<String>)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -102,6 +104,8 @@ where
         session_expiry: 0,
         inbound_aliases: HashMap::new(),
         writer_task: None,
+        cert_user,
+        access: None,
     };
     conn.run(reader, writer).await;
     shard.state.borrow_mut().connections.remove(&conn_id);
@@ -128,6 +132,10 @@ struct Conn {
     /// Topic aliases the client set (5.0), alias -> topic.
     inbound_aliases: HashMap<u16, ByteStr>,
     writer_task: Option<Task<()>>,
+    /// The user name its verified TLS client certificate stands for.
+    cert_user: Option<String>,
+    /// Its ACL rules, once CONNECT is accepted.
+    access: Option<ClientAccess>,
 }
 
 impl Conn {
@@ -295,6 +303,14 @@ impl Conn {
         }
     }
 
+    /// May this client publish to `topic` under the rules in force now?
+    fn can_write(&mut self, topic: &str) -> bool {
+        let security = self.shard.security.clone();
+        self.access
+            .as_mut()
+            .is_some_and(|a| a.rules(&security).can_write(topic))
+    }
+
     fn count_violation(&self) {
         bump(&self.shard.metrics.protocol_errors, 1);
     }
@@ -342,7 +358,10 @@ impl Conn {
         if ends_session {
             self.shard.end_session(&client_id);
         }
-        let will = self.will.take();
+        let will = self
+            .will
+            .take()
+            .filter(|w| self.will_allowed(&w.topic, &client_id));
         let send_will = match &ending {
             Ending::ClientDisconnect { keep_will } => *keep_will,
             Ending::Refused | Ending::Requested(CloseRequest::Shutdown) => false,
@@ -361,6 +380,23 @@ impl Conn {
                 schedule_will(self.shard.clone(), will, client_id, self.id, delay);
             }
         }
+    }
+
+    /// The Will is a publish like any other: the ACL must let the client write its topic.
+    fn will_allowed(&mut self, topic: &str, client_id: &str) -> bool {
+        let allowed = self.can_write(topic);
+        if !allowed {
+            self.shard
+                .metrics
+                .drop_message(crate::session::DropReason::NotAuthorized.label());
+            tracing::info!(
+                shard = self.shard.id,
+                client_id,
+                topic,
+                "will not published: the ACL denies the client this topic"
+            );
+        }
+        allowed
     }
 
     /// Tells a 5.0 client why it is being disconnected (reason code and reason string).

@@ -27,7 +27,16 @@ impl Conn {
                 reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
                 continue;
             }
-            let shared = matches!(parse_shared(&sub.filter), Ok(Some(_)));
+            let (shared, plain) = match parse_shared(&sub.filter) {
+                Ok(Some(s)) => (true, s.filter),
+                _ => (false, &*sub.filter),
+            };
+            if !self.may_subscribe(plain) {
+                // 0x87 under 5.0; the codec turns any failure into 0x80 for 3.1.1.
+                tracing::debug!(shard = self.shard.id, client_id = %client_id, filter = %sub.filter, "subscription denied by the ACL");
+                reasons.push(ReasonCode::NOT_AUTHORIZED);
+                continue;
+            }
             if shared && sub.options.no_local && v5 {
                 return Err(Ending::violation(
                     ReasonCode::PROTOCOL_ERROR,
@@ -81,6 +90,13 @@ impl Conn {
             self.shard.send_retained(&client_id, &filter, options, id);
         }
         Ok(())
+    }
+
+    fn may_subscribe(&mut self, filter: &str) -> bool {
+        let security = self.shard.security.clone();
+        self.access
+            .as_mut()
+            .is_some_and(|a| a.rules(&security).can_subscribe(filter))
     }
 
     pub(super) async fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Ending> {

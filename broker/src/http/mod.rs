@@ -9,7 +9,6 @@ use std::{net::SocketAddr, rc::Rc, time::Duration};
 
 use async_tungstenite::WebSocketStream;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
 use tungstenite::protocol::Role;
 
 use crate::{connection, metrics::Snapshot, shard::Shard};
@@ -59,8 +58,12 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Request, usize)>, String> {
     Ok(Some((out, len)))
 }
 
-/// Serves one HTTP connection (one request; WebSocket upgrades become MQTT connections).
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+/// Serves one HTTP connection (one request; WebSocket upgrades become MQTT connections), over
+/// TCP or TLS; `cert_user` is the user a verified TLS client certificate names.
+pub async fn serve<S>(shard: Rc<Shard>, mut stream: S, peer: SocketAddr, cert_user: Option<String>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let mut head = Vec::with_capacity(1024);
     let parsed = glommio::timer::timeout(HEAD_TIMEOUT, async {
         let mut chunk = [0u8; 2048];
@@ -94,7 +97,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
     }
     let path = request.path.split('?').next().unwrap_or("/").to_string();
     match path.as_str() {
-        "/mqtt" => upgrade(shard, stream, peer, request, head.len() > used).await,
+        "/mqtt" => upgrade(shard, stream, peer, request, head.len() > used, cert_user).await,
         "/metrics" => {
             let mut text = Snapshot::to_prometheus(&shard.all_snapshots());
             if let Some(archive) = &shard.archive {
@@ -126,12 +129,13 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-async fn upgrade(
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     request: Request,
     early_bytes: bool,
+    cert_user: Option<String>,
 ) {
     let Some(key) = request.websocket_key.filter(|_| request.upgrade) else {
         let _ = respond(
@@ -172,7 +176,7 @@ async fn upgrade(
         return;
     }
     let ws = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
-    connection::serve(shard, websocket::WsBytes::new(ws), peer).await;
+    connection::serve(shard, websocket::WsBytes::new(ws), peer, cert_user).await;
 }
 
 /// Writes a whole response and closes.
