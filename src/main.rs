@@ -4,6 +4,7 @@
 mod broker_cmd;
 mod demo_cmd;
 mod exit;
+mod ingest_cmd;
 mod loadgen_cmd;
 mod mqtt_args;
 mod passwd_cmd;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the whole pipeline: broker, archive, dashboard and a simulated fleet, then a summary.
     Demo(Box<demo_cmd::DemoArgs>),
+    /// Archive telemetry from any MQTT broker into Parquet (persistent session, QoS 1).
+    Ingest(Box<ingest_cmd::IngestArgs>),
     /// Run the MQTT broker (3.1, 3.1.1 and 5.0), one shard per core.
     Broker(broker_cmd::BrokerArgs),
     /// Add a user or change a password in a mosquitto-format password file (or --delete).
@@ -40,6 +43,7 @@ fn main() {
         Command::Demo(args) => demo_cmd::run(*args),
         Command::Broker(args) => broker_cmd::run(args),
         Command::Passwd(args) => passwd_cmd::run(args),
+        Command::Ingest(args) => ingest_cmd::run(*args),
         Command::Simulate(args) => simulate_cmd::run(*args),
         Command::Loadgen(args) => loadgen_cmd::run(*args),
     };

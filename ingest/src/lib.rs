@@ -26,6 +26,7 @@
 //! - `classify`: reading, reject or skip; `dedup`: the exactly-once index.
 //! - `checkpoint`: per-shard log progress and its persistence; `recovery`: the scan on open.
 //! - [`stats`]: the [`ArchiveStats`].
+//! - [`standalone`]: the archive as a client of any MQTT broker (`fleetmq ingest`).
 
 mod archive;
 mod checkpoint;
@@ -36,6 +37,7 @@ mod error;
 mod partition;
 pub mod record;
 mod recovery;
+pub mod standalone;
 pub mod stats;
 pub mod wal;
 mod writer;

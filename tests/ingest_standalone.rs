@@ -1,0 +1,292 @@
+//! `fleetmq ingest` as a client of a broker: everything published reaches Parquet exactly once,
+//! also when the ingest process is killed mid-stream and restarted (its persistent session keeps
+//! what was published meanwhile, and what was not acknowledged is redelivered).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use arrow_array::{cast::AsArray, types::Int64Type};
+
+use bytes::{Bytes, BytesMut};
+use protocol::{decode, encode, ByteStr, Connect, Packet, Properties, Protocol, Publish, QoS};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `fleetmq ingest` and waits until its session is subscribed.
+fn start_ingest(port: u16, data: &Path) -> Killed {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+        .args([
+            "ingest",
+            "--broker",
+            &format!("mqtt://127.0.0.1:{port}"),
+            "--data",
+        ])
+        .arg(data)
+        .args(["--client-id", "archive-test"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ingest connected") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("ingest connects");
+    // The SUBSCRIBE went out with CONNECT; give the broker a moment to apply it.
+    std::thread::sleep(Duration::from_millis(300));
+    Killed(child)
+}
+
+struct Publisher {
+    stream: TcpStream,
+    buf: BytesMut,
+    pkid: u16,
+}
+
+impl Publisher {
+    fn connect(port: u16) -> Publisher {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut out = BytesMut::new();
+        let connect = Packet::Connect(Connect {
+            protocol: Protocol::V3_1_1,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: ByteStr::from("fleet-gateway"),
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties::default(),
+        });
+        encode(&connect, Protocol::V3_1_1, &mut out).unwrap();
+        stream.write_all(&out).unwrap();
+        let mut p = Publisher {
+            stream,
+            buf: BytesMut::new(),
+            pkid: 0,
+        };
+        assert!(matches!(p.next(), Packet::ConnAck(_)));
+        p
+    }
+
+    fn next(&mut self) -> Packet {
+        loop {
+            if let Some(p) = decode(&mut self.buf, Protocol::V3_1_1, u32::MAX).unwrap() {
+                return p;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "broker closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Publishes at QoS 1 and waits for PUBACK.
+    fn publish(&mut self, topic: &str, payload: String) {
+        self.pkid += 1;
+        let mut out = BytesMut::new();
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteStr::from(topic),
+            pkid: self.pkid,
+            payload: Bytes::from(payload),
+            properties: Properties::default(),
+        });
+        encode(&publish, Protocol::V3_1_1, &mut out).unwrap();
+        self.stream.write_all(&out).unwrap();
+        assert!(matches!(self.next(), Packet::PubAck(a) if a.pkid == self.pkid));
+    }
+}
+
+fn gps(seq: u64) -> String {
+    format!(
+        r#"{{"ts":{},"seq":{seq},"lat":48.85,"lon":2.35,"speed_kmh":30.0,"heading_deg":90.0}}"#,
+        1_764_000_000_000u64 + seq * 1000
+    )
+}
+
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(parquet_files(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Every (vehicle_id, seq) in the gps archive, asserting none appears twice.
+fn archived_keys(data: &Path) -> BTreeSet<(String, i64)> {
+    let mut keys = BTreeSet::new();
+    for file in parquet_files(&data.join("gps")) {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&file).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            // vehicle_id is dictionary-encoded (a design contract): read it through its keys.
+            let vehicles = batch
+                .column_by_name("vehicle_id")
+                .unwrap()
+                .as_any_dictionary();
+            let names = vehicles.values().as_string::<i32>();
+            let indexes = vehicles.normalized_keys();
+            let seqs = batch
+                .column_by_name("seq")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                let key = (names.value(indexes[i]).to_string(), seqs.value(i));
+                assert!(keys.insert(key.clone()), "{key:?} archived twice");
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn standalone_ingest_archives_everything_once_across_a_kill() {
+    let port = free_port();
+    let _broker = Killed(
+        Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+            .args([
+                "broker",
+                "--mqtt",
+                &format!("127.0.0.1:{port}"),
+                "--http",
+                "off",
+                "--no-archive",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    archive_across_a_kill(port);
+}
+
+#[test]
+#[ignore = "needs mosquitto (Debian package); .ci/run installs it"]
+fn standalone_ingest_archives_from_mosquitto_once_across_a_kill() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n"),
+    )
+    .unwrap();
+    let mosquitto = if Path::new("/usr/sbin/mosquitto").exists() {
+        "/usr/sbin/mosquitto"
+    } else {
+        "mosquitto"
+    };
+    let _broker = Killed(
+        Command::new(mosquitto)
+            .arg("-c")
+            .arg(&conf)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    archive_across_a_kill(port);
+}
+
+/// Publishes through a broker on `port` while an ingest archives, kills the ingest half-way,
+/// restarts it, and checks the archive holds every reading once.
+fn archive_across_a_kill(port: u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("archive");
+    let ingest = start_ingest(port, &data);
+    let mut publisher = Publisher::connect(port);
+    let mut expected = BTreeSet::new();
+    for seq in 0..30 {
+        for v in 0..4 {
+            publisher.publish(&format!("fleet/van-{v}/gps"), gps(seq));
+            expected.insert((format!("van-{v}"), seq as i64));
+        }
+    }
+    // Killed without warning: what it acknowledged is durable in its log; the rest the broker
+    // still holds in the persistent session.
+    drop(ingest);
+    for seq in 30..50 {
+        for v in 0..4 {
+            publisher.publish(&format!("fleet/van-{v}/gps"), gps(seq));
+            expected.insert((format!("van-{v}"), seq as i64));
+        }
+    }
+    // A replay after a reconnect, and one unreadable payload.
+    publisher.publish("fleet/van-0/gps", gps(10));
+    publisher.publish("fleet/van-0/gps", "not json".into());
+
+    let mut ingest = start_ingest(port, &data);
+    std::thread::sleep(Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-TERM", &ingest.0.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = ingest.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "ingest did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+
+    let archived = archived_keys(&data);
+    let missing: Vec<_> = expected.difference(&archived).take(5).collect();
+    assert!(missing.is_empty(), "missing from the archive: {missing:?}");
+    assert_eq!(archived.len(), expected.len());
+    assert_eq!(parquet_files(&data.join("rejects")).len(), 1);
+}
