@@ -1,6 +1,6 @@
 // Unit tests of the page's modules that need no browser: MQTT framing and client behaviour over a
 // fake WebSocket, and the fleet state (online count, alarms, depots).
-// Run: node --test dashboard/test/   (Node >= 20, no packages)
+// Run: node --test dashboard/test/   (Node 18.19+ or 20+, no packages)
 
 import test, { mock } from 'node:test';
 import assert from 'node:assert/strict';
@@ -92,7 +92,11 @@ class FakeSocket {
 }
 
 test('client connects, subscribes, acknowledges QoS 1, pings and reconnects', () => {
-  mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+  try {
+    mock.timers.enable({ apis: ['setTimeout', 'setInterval'] }); // Node >= 20.11
+  } catch (_) {
+    mock.timers.enable(['setTimeout', 'setInterval']); // Node 18.19+ (Debian 12)
+  }
   try {
     FakeSocket.all = [];
     const got = [];
