@@ -4,49 +4,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use arrow_array::{cast::AsArray, types::Int64Type};
-
-use bytes::{Bytes, BytesMut};
-use protocol::{decode, encode, ByteStr, Connect, Packet, Properties, Protocol, Publish, QoS};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use protocol::Protocol;
+use support::{connect_when_listening, fleetmq, free_port, Killed, MqttClient};
 
 fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    drop(connect_when_listening(port));
 }
 
 /// Starts `fleetmq ingest` and waits until its session is subscribed.
 fn start_ingest(port: u16, data: &Path) -> Killed {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+    let mut child = fleetmq()
         .args([
             "ingest",
             "--broker",
@@ -73,71 +52,6 @@ fn start_ingest(port: u16, data: &Path) -> Killed {
     // The SUBSCRIBE went out with CONNECT; give the broker a moment to apply it.
     std::thread::sleep(Duration::from_millis(300));
     Killed(child)
-}
-
-struct Publisher {
-    stream: TcpStream,
-    buf: BytesMut,
-    pkid: u16,
-}
-
-impl Publisher {
-    fn connect(port: u16) -> Publisher {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut out = BytesMut::new();
-        let connect = Packet::Connect(Connect {
-            protocol: Protocol::V3_1_1,
-            clean_start: true,
-            keep_alive: 60,
-            client_id: ByteStr::from("fleet-gateway"),
-            will: None,
-            username: None,
-            password: None,
-            properties: Properties::default(),
-        });
-        encode(&connect, Protocol::V3_1_1, &mut out).unwrap();
-        stream.write_all(&out).unwrap();
-        let mut p = Publisher {
-            stream,
-            buf: BytesMut::new(),
-            pkid: 0,
-        };
-        assert!(matches!(p.next(), Packet::ConnAck(_)));
-        p
-    }
-
-    fn next(&mut self) -> Packet {
-        loop {
-            if let Some(p) = decode(&mut self.buf, Protocol::V3_1_1, u32::MAX).unwrap() {
-                return p;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).unwrap();
-            assert!(n > 0, "broker closed");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Publishes at QoS 1 and waits for PUBACK.
-    fn publish(&mut self, topic: &str, payload: String) {
-        self.pkid += 1;
-        let mut out = BytesMut::new();
-        let publish = Packet::Publish(Publish {
-            dup: false,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            topic: ByteStr::from(topic),
-            pkid: self.pkid,
-            payload: Bytes::from(payload),
-            properties: Properties::default(),
-        });
-        encode(&publish, Protocol::V3_1_1, &mut out).unwrap();
-        self.stream.write_all(&out).unwrap();
-        assert!(matches!(self.next(), Packet::PubAck(a) if a.pkid == self.pkid));
-    }
 }
 
 fn gps(seq: u64) -> String {
@@ -247,11 +161,11 @@ fn archive_across_a_kill(port: u16) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("archive");
     let ingest = start_ingest(port, &data);
-    let mut publisher = Publisher::connect(port);
+    let mut publisher = MqttClient::connect(port, Protocol::V3_1_1, "fleet-gateway");
     let mut expected = BTreeSet::new();
     for seq in 0..30 {
         for v in 0..4 {
-            publisher.publish(&format!("fleet/van-{v}/gps"), gps(seq));
+            publisher.publish_acked(&format!("fleet/van-{v}/gps"), gps(seq));
             expected.insert((format!("van-{v}"), seq as i64));
         }
     }
@@ -260,28 +174,17 @@ fn archive_across_a_kill(port: u16) {
     drop(ingest);
     for seq in 30..50 {
         for v in 0..4 {
-            publisher.publish(&format!("fleet/van-{v}/gps"), gps(seq));
+            publisher.publish_acked(&format!("fleet/van-{v}/gps"), gps(seq));
             expected.insert((format!("van-{v}"), seq as i64));
         }
     }
     // A replay after a reconnect, and one unreadable payload.
-    publisher.publish("fleet/van-0/gps", gps(10));
-    publisher.publish("fleet/van-0/gps", "not json".into());
+    publisher.publish_acked("fleet/van-0/gps", gps(10));
+    publisher.publish_acked("fleet/van-0/gps", "not json");
 
     let mut ingest = start_ingest(port, &data);
     std::thread::sleep(Duration::from_millis(1500));
-    Command::new("kill")
-        .args(["-TERM", &ingest.0.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = ingest.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "ingest did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = ingest.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status}");
 
     let archived = archived_keys(&data);

@@ -1,0 +1,145 @@
+//! Helpers shared by the end-to-end tests of the `fleetmq` binary: processes that die with the
+//! test, free ports, and a small blocking MQTT client over a raw socket (built on the codec).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, ExitStatus},
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use protocol::{decode, encode, ByteStr, Connect, Packet, Properties, Protocol, Publish, QoS};
+
+/// The binary under test.
+pub fn fleetmq() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Killed {
+    /// Sends SIGTERM and waits up to `limit` for the exit status.
+    pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Connects to 127.0.0.1:`port`, retrying while the server starts (20 s at most).
+pub fn connect_when_listening(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("nothing listens on {port}: {e}"),
+        }
+    }
+}
+
+/// A blocking MQTT client over a raw socket.
+pub struct MqttClient {
+    pub stream: TcpStream,
+    pub protocol: Protocol,
+    buf: BytesMut,
+    pkid: u16,
+}
+
+impl MqttClient {
+    /// Connects (clean session) and waits for CONNACK.
+    pub fn connect(port: u16, protocol: Protocol, client_id: &str) -> MqttClient {
+        let stream = connect_when_listening(port);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut client = MqttClient {
+            stream,
+            protocol,
+            buf: BytesMut::new(),
+            pkid: 0,
+        };
+        client.send(&Packet::Connect(Connect {
+            protocol,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: ByteStr::from(client_id),
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties::default(),
+        }));
+        assert!(matches!(client.next(), Some(Packet::ConnAck(_))));
+        client
+    }
+
+    /// Writes a packet.
+    pub fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        encode(packet, self.protocol, &mut out).unwrap();
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next packet, or `None` once the server closed the connection.
+    pub fn next(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(p) = decode(&mut self.buf, self.protocol, u32::MAX).unwrap() {
+                return Some(p);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Publishes at QoS 1 and waits for its PUBACK.
+    pub fn publish_acked(&mut self, topic: &str, payload: impl Into<Bytes>) {
+        self.pkid = self.pkid.wrapping_add(1).max(1);
+        let pkid = self.pkid;
+        self.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteStr::from(topic),
+            pkid,
+            payload: payload.into(),
+            properties: Properties::default(),
+        }));
+        assert!(matches!(self.next(), Some(Packet::PubAck(a)) if a.pkid == pkid));
+    }
+}
