@@ -370,16 +370,18 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     let peers: Vec<Option<Rc<PeerQueue>>> = (0..nr_shards)
         .map(|i| (i != id).then(|| Rc::new(PeerQueue::default())))
         .collect();
-    let shard = Rc::new(Shard::new(
-        id,
-        nr_shards,
-        setup.config.clone(),
-        peers.clone(),
-        setup.stop.clone(),
-        setup.published.clone(),
-        setup.archive.clone(),
-        setup.security.clone(),
-    ));
+    let shard = Rc::new(
+        Shard::new(
+            id,
+            nr_shards,
+            setup.config.clone(),
+            peers.clone(),
+            setup.stop.clone(),
+            setup.published.clone(),
+            setup.archive.clone(),
+        )
+        .with_security(setup.security.clone()),
+    );
     if let Some(archive) = &setup.archive {
         // Replays what the log holds beyond the archive's checkpoint before taking clients.
         let (wal, replayed, end) = ShardWal::open(archive.clone(), id).await?;

@@ -155,7 +155,6 @@ impl Shard {
         stop: Arc<AtomicBool>,
         published: Arc<Vec<Mutex<Snapshot>>>,
         archive: Option<Arc<ingest::Archive>>,
-        security: Arc<Security>,
     ) -> Shard {
         Shard {
             id,
@@ -176,9 +175,15 @@ impl Shard {
             started: Instant::now(),
             archive,
             wal: RefCell::new(None),
-            security,
+            security: Arc::new(Security::open()),
             auth_log: Cell::new((None, 0)),
         }
+    }
+
+    /// The shard with these security settings (a new shard lets every client do anything).
+    pub fn with_security(mut self, security: Arc<Security>) -> Shard {
+        self.security = security;
+        self
     }
 
     /// Counts a refused login and logs it at most once a second per shard, so a client

@@ -104,6 +104,10 @@ impl Identity {
     }
 }
 
+/// A refused login. Carries nothing on purpose: what was wrong is not told to anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused;
+
 /// What a client offers to prove who it is.
 #[derive(Debug, Default)]
 pub struct Credentials<'a> {
@@ -118,7 +122,7 @@ pub struct Credentials<'a> {
 impl Policy {
     /// Decides who the client is, or refuses it. The refusal is deliberately uninformative:
     /// a wrong user and a wrong password look the same to the client.
-    pub fn authenticate(&self, creds: &Credentials<'_>) -> Result<Identity, ()> {
+    pub fn authenticate(&self, creds: &Credentials<'_>) -> Result<Identity, Refused> {
         if let Some(user) = creds
             .cert_user
             .filter(|_| self.cert_identity != CertIdentity::Off)
@@ -132,12 +136,12 @@ impl Policy {
                 if file.verify(user, creds.password.unwrap_or_default()) {
                     Ok(Identity::User(user.to_string()))
                 } else {
-                    Err(())
+                    Err(Refused)
                 }
             }
             // Nobody can check a claimed user name: it is not an identity the ACL may trust.
             _ if self.allow_anonymous || !self.authenticates => Ok(Identity::Anonymous),
-            _ => Err(()),
+            _ => Err(Refused),
         }
     }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod pki;
 pub mod raw;
 
 use std::{net::SocketAddr, time::Duration};
