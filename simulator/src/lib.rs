@@ -14,7 +14,8 @@
 //! Model: [`config`], [`rng`], [`geo`], [`route`], [`network`], [`world`], [`motion`],
 //! [`reefer`], [`schedule`], [`vehicle`], [`fleet`], [`truth`].
 //! Transport: [`mqtt`] (a small MQTT client on glommio), [`run`] (executors, pacing,
-//! store-and-forward, statistics), [`loadgen`] (fixed-rate or flat-out load with latency
+//! store-and-forward, statistics), [`verify`] (an independent subscriber that checks a run
+//! against the contract and the truth), [`loadgen`] (fixed-rate or flat-out load with latency
 //! percentiles).
 
 pub mod config;

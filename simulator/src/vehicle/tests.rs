@@ -280,3 +280,37 @@ fn coverage_gaps_become_link_events() {
     assert_eq!(gap[0].end - gap[0].start, 50_000);
     assert!(truth.vehicles[0].coverage_gaps.is_empty());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Whatever the seed: fixes never jump further than the speed allows, speeds stay under the
+    /// top limit, every payload is valid, and seq counts every message from 0.
+    #[test]
+    fn any_seed_keeps_the_invariants(seed in proptest::prelude::any::<u64>(), index in 0usize..50) {
+        let f = fleet(|c| {
+            c.seed = seed;
+            c.vehicles = 50;
+            c.gps_noise_m = 0.0;
+        });
+        let mut v = f.vehicle(index);
+        let mut events = Vec::new();
+        while let Some(e) = v.next_event(2 * 3600) {
+            events.push(e);
+        }
+        let fixes = gps(&events);
+        for w in fixes.windows(2) {
+            let d = haversine_m(w[0].lat, w[0].lon, w[1].lat, w[1].lon);
+            let dt = (w[1].ts - w[0].ts) as f64 / 1000.0;
+            let v_max = w[0].speed_kmh.max(w[1].speed_kmh) / 3.6 + 1.0;
+            proptest::prop_assert!(d <= v_max * dt + 0.3, "jump of {} m", d);
+            proptest::prop_assert!(w[1].speed_kmh <= 90.0);
+        }
+        let seqs: Vec<u64> = readings(&events).map(|r| r.seq).collect();
+        proptest::prop_assert_eq!(seqs, (0..readings(&events).count() as u64).collect::<Vec<_>>());
+        proptest::prop_assert_eq!(reefer(&events).len(), 240);
+        let truth = v.finish(2 * 3600);
+        let trips: f64 = truth.trips.iter().map(|t| t.distance_m).sum();
+        proptest::prop_assert!((trips - truth.distance_m).abs() < 1e-6);
+    }
+}
