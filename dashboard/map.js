@@ -7,6 +7,7 @@
 // - base: background, graticule and trails. Trails change slowly, so for a large fleet they are
 //   redrawn at most once a second, a few milliseconds per frame into a back buffer that is
 //   swapped in when complete; one path with 5000 trails costs tens of milliseconds in software.
+//   When the view moves, the last complete trails are moved with it until new ones are ready.
 // - top: markers, then depots, labels and the selected vehicle. Markers are pre-rendered sprites
 //   (per state and heading) copied into an ImageData by a plain loop, on a CPU-backed canvas: a
 //   few milliseconds for 5000, where filling 5000 vector paths costs 9 (and one path holding them
@@ -64,9 +65,13 @@ export class MapView {
     this.top = layer(root, { willReadFrequently: true });
     this.bctx = this.base.getContext('2d', { alpha: false });
     this.tctx = this.top.getContext('2d', { willReadFrequently: true });
+    // Trails of large fleets: `trails` holds the last complete layer (drawn in `trailsView`),
+    // `back` the one being drawn. CPU-backed, so a step is rasterized (and timed) at once.
+    this.trails = document.createElement('canvas');
+    this.trailsCtx = this.trails.getContext('2d', { willReadFrequently: true });
     this.back = document.createElement('canvas');
-    // CPU-backed, so a step can be rasterized (and timed) before the frame ends.
-    this.backCtx = this.back.getContext('2d', { alpha: false, willReadFrequently: true });
+    this.backCtx = this.back.getContext('2d', { willReadFrequently: true });
+    this.trailsView = null;
     this.sprites = new Sprites(Object.values(COLORS));
     this.onSelect = onSelect;
     this.onViewChange = onViewChange;
@@ -92,7 +97,9 @@ export class MapView {
     this.w = Math.max(1, r.width);
     this.h = Math.max(1, r.height);
     this.dpr = dpr;
-    for (const c of [this.base, this.top, this.back]) {
+    this.trailsView = null; // resizing clears the canvases
+    this.job = null;
+    for (const c of [this.base, this.top, this.back, this.trails]) {
       c.width = Math.round(this.w * dpr);
       c.height = Math.round(this.h * dpr);
     }
@@ -293,26 +300,45 @@ export class MapView {
       return;
     }
     if (viewChanged) {
-      // Show the new view now, without trails; they follow within a few frames.
-      this.paintBackground(this.bctx, true);
+      // Show the new view at once, with the last complete trails moved into it (scaled and
+      // shifted: close enough for the few frames until the redrawn ones are ready).
       this.job = null;
+      this.paintBase();
     }
     if (!this.job && (viewChanged || (stale && t0 - this.trailsAt > 1000))) {
       const ctx = this.backCtx;
-      this.paintBackground(ctx, true);
-      this.job = { ctx, list: [...vehicles.values()], i: 0, version, count };
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.clearRect(0, 0, this.back.width, this.back.height);
+      const view = { cx: this.cx, cy: this.cy, scale: this.scale };
+      this.job = { ctx, list: [...vehicles.values()], i: 0, version, count, view };
     }
     if (this.job) {
       const job = this.job;
       job.i = this.trailPass(job.ctx, job.list, job.i, t0 + TRAIL_BUDGET_MS, job.count);
       if (job.i >= job.list.length) {
-        this.bctx.setTransform(1, 0, 0, 1, 0, 0);
-        this.bctx.drawImage(this.back, 0, 0);
+        // Swap the finished layer in; the old one becomes the next job's canvas.
+        [this.trails, this.back] = [this.back, this.trails];
+        [this.trailsCtx, this.backCtx] = [this.backCtx, this.trailsCtx];
+        this.trailsView = job.view;
+        this.paintBase();
         this.trailsAt = t0;
         this.trailsVersion = job.version;
         this.job = null;
       }
     }
+  }
+
+  /** Background, graticule, and the trails layer placed into the current view. */
+  paintBase() {
+    const ctx = this.bctx;
+    this.paintBackground(ctx, true);
+    const tv = this.trailsView;
+    if (!tv) return;
+    const f = this.scale / tv.scale;
+    const { w, h, dpr } = this;
+    ctx.setTransform(f, 0, 0, f, dpr * ((tv.cx - this.cx) * this.scale + (w / 2) * (1 - f)), dpr * ((this.cy - tv.cy) * this.scale + (h / 2) * (1 - f)));
+    ctx.drawImage(this.trails, 0, 0);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
   }
 
   /** Strokes trails of `list` from index `i` until `deadline`; returns the next index. */

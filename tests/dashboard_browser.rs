@@ -67,9 +67,21 @@ fn dashboard_counts_and_draws_the_fleet_in_chromium() {
     let log_path = out.join("broker.log");
     let log = File::create(&log_path).unwrap();
 
+    // On subscribing, the page is sent every vehicle's retained status: 5000 at QoS 1, more than
+    // the default per-client queue (1000, like mosquitto's) holds, so the rest would be dropped.
+    // A dispatch dashboard for a large fleet needs a larger queue; the test sets one.
+    let config = work.join("broker.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_queued_messages = 100000\nmax_outbox_packets = 65536\n",
+    )
+    .unwrap();
+
     let (mqtt, http) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
         .args(["broker", "--mqtt", &format!("127.0.0.1:{mqtt}")])
+        .arg("--config")
+        .arg(&config)
         .args(["--http", &format!("127.0.0.1:{http}")])
         .arg("--data")
         .arg(work.join("data"))
