@@ -5,13 +5,16 @@ mod common;
 
 use std::net::SocketAddr;
 
+/// Two shards on port 0, routing only: the archive (on by default, in `./fleet-data`) is the
+/// ingest's to test, and two tests sharing one data directory would trip over each other.
 fn broker() -> broker::BrokerHandle {
-    broker::start(broker::Config {
+    let mut config = broker::Config {
         mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
         shards: 2,
         ..broker::Config::default()
-    })
-    .expect("broker starts")
+    };
+    config.archive.enabled = false;
+    broker::start(config).expect("broker starts")
 }
 
 /// Stops the broker within a bound: a broker that does not stop is reported, not waited for
