@@ -27,7 +27,7 @@ enum Command {
     /// Archive telemetry from any MQTT broker into Parquet (persistent session, QoS 1).
     Ingest(Box<ingest_cmd::IngestArgs>),
     /// Run the MQTT broker (3.1, 3.1.1 and 5.0), one shard per core.
-    Broker(broker_cmd::BrokerArgs),
+    Broker(Box<broker_cmd::BrokerArgs>),
     /// Add a user or change a password in a mosquitto-format password file (or --delete).
     Passwd(passwd_cmd::PasswdArgs),
     /// Simulate a fleet of refrigerated vehicles publishing over MQTT (seeded, reproducible).
@@ -41,7 +41,7 @@ fn main() {
     init_tracing();
     let result = match cli.command {
         Command::Demo(args) => demo_cmd::run(*args),
-        Command::Broker(args) => broker_cmd::run(args),
+        Command::Broker(args) => broker_cmd::run(*args),
         Command::Passwd(args) => passwd_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(*args),
         Command::Simulate(args) => simulate_cmd::run(*args),
