@@ -138,6 +138,15 @@ pub struct Shard {
     auth_log: Cell<(Option<Instant>, u64)>,
 }
 
+/// Where a delivery comes from, which decides the queue limits it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Burst {
+    /// A message published now: per-client outbox and queue limits apply.
+    Live,
+    /// Retained messages sent on subscribe: bounded by the retained store.
+    RetainedOnSubscribe,
+}
+
 /// What routing one message did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RouteOutcome {
@@ -529,6 +538,17 @@ impl Shard {
 
     /// Delivers to a session held on this shard (or follows it if it just moved).
     pub fn deliver_local(self: &Rc<Self>, client_id: &ByteStr, delivery: Delivery, now: Instant) {
+        self.deliver_local_as(client_id, delivery, now, Burst::Live);
+    }
+
+    /// Delivers to a local session, with the queue limits that fit where the message comes from.
+    fn deliver_local_as(
+        self: &Rc<Self>,
+        client_id: &ByteStr,
+        delivery: Delivery,
+        now: Instant,
+        burst: Burst,
+    ) {
         if delivery.message.is_expired(now) {
             self.metrics.drop_message(DropReason::Expired.label());
             return;
@@ -554,12 +574,23 @@ impl Shard {
             return;
         }
         let limits = &self.config.limits;
+        // The retained messages sent on subscribe are one burst bounded by the retained store
+        // itself; the per-client bounds are for live traffic, and would cut a dashboard's
+        // initial state short (a subscriber to fleet/+/status wants every vehicle's status).
+        let (max_outbox, max_queued, max_bytes) = match burst {
+            Burst::Live => (
+                limits.max_outbox_packets,
+                limits.max_queued_messages,
+                limits.max_queued_bytes,
+            ),
+            Burst::RetainedOnSubscribe => (usize::MAX, usize::MAX, usize::MAX),
+        };
         if delivery.qos == QoS::AtMostOnce {
             let Some(link) = &slot.link else {
                 self.metrics.drop_message(DropReason::Offline.label());
                 return;
             };
-            if link.outbox.len() >= limits.max_outbox_packets {
+            if link.outbox.len() >= max_outbox {
                 self.metrics.drop_message(DropReason::SlowConsumer.label());
                 return;
             }
@@ -573,11 +604,7 @@ impl Shard {
             link.outbox.push(packet);
             return;
         }
-        if let Err(reason) = slot.state.enqueue(
-            delivery,
-            limits.max_queued_messages,
-            limits.max_queued_bytes,
-        ) {
+        if let Err(reason) = slot.state.enqueue(delivery, max_queued, max_bytes) {
             self.metrics.drop_message(reason.label());
             return;
         }
@@ -631,7 +658,7 @@ impl Shard {
                 subscription_ids: id.into_iter().collect(),
                 message,
             };
-            self.deliver_local(client_id, delivery, now);
+            self.deliver_local_as(client_id, delivery, now, Burst::RetainedOnSubscribe);
         }
     }
 

@@ -367,3 +367,50 @@ fn unknown_protocol_level_gets_return_code_1() {
         "{seen:?}"
     );
 }
+
+/// Regression: a dashboard subscribing to fleet/+/status must get every vehicle's retained
+/// status, even when there are more than its queue limits allow for live traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_retained_message_arrives_on_subscribe_beyond_live_queue_limits() {
+    let broker = TestBroker::with(|c| {
+        c.limits.max_outbox_packets = 50;
+        c.limits.max_queued_messages = 20;
+    });
+    let (publisher, _) = Client::connect(broker.port(), "statuses", |o| {
+        o.set_inflight(100);
+    })
+    .await;
+    for v in 0..600 {
+        publisher
+            .client
+            .publish(
+                format!("fleet/v{v}/status"),
+                QoS::AtLeastOnce,
+                true,
+                "online",
+            )
+            .await
+            .unwrap();
+    }
+    // The last one acknowledged means all are stored (retained QoS 1 waits for every shard).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+        let (mut dashboard, _) =
+            Client::connect(broker.port(), &format!("dashboard-{qos:?}"), |o| {
+                o.set_inflight(200);
+            })
+            .await;
+        dashboard
+            .client
+            .subscribe("fleet/+/status", qos)
+            .await
+            .unwrap();
+        dashboard.subscribed().await;
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < 600 {
+            let p = dashboard.next_publish().await;
+            assert!(p.retain);
+            seen.insert(p.topic);
+        }
+    }
+}
