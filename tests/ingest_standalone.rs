@@ -97,8 +97,8 @@ fn archived_keys(data: &Path) -> BTreeSet<(String, i64)> {
                 .column_by_name("seq")
                 .unwrap()
                 .as_primitive::<Int64Type>();
-            for i in 0..batch.num_rows() {
-                let key = (names.value(indexes[i]).to_string(), seqs.value(i));
+            for (i, name) in indexes.iter().enumerate() {
+                let key = (names.value(*name).to_string(), seqs.value(i));
                 assert!(keys.insert(key.clone()), "{key:?} archived twice");
             }
         }

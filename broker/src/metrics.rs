@@ -19,6 +19,10 @@ pub struct Metrics {
     pub messages_in: [Cell<u64>; 3],
     /// PUBLISH sent, by QoS.
     pub messages_out: [Cell<u64>; 3],
+    /// Topic and payload bytes of PUBLISH received, by QoS.
+    pub publish_bytes_in: [Cell<u64>; 3],
+    /// Topic and payload bytes of PUBLISH sent, by QoS.
+    pub publish_bytes_out: [Cell<u64>; 3],
     /// Bytes read from clients.
     pub bytes_in: Cell<u64>,
     /// Bytes written to clients.
@@ -37,12 +41,13 @@ impl Metrics {
     /// Counts a PUBLISH received.
     pub fn count_in(&self, qos: QoS, bytes: usize) {
         bump(&self.messages_in[qos as usize], 1);
-        bump(&self.bytes_in, bytes as u64);
+        bump(&self.publish_bytes_in[qos as usize], bytes as u64);
     }
 
-    /// Counts a PUBLISH queued for a client.
-    pub fn count_out(&self, qos: QoS) {
+    /// Counts a PUBLISH queued for a client (`bytes`: its topic and payload).
+    pub fn count_out(&self, qos: QoS, bytes: usize) {
         bump(&self.messages_out[qos as usize], 1);
+        bump(&self.publish_bytes_out[qos as usize], bytes as u64);
     }
 
     /// Counts a message not delivered and why. Never silent: every drop is counted here.
@@ -76,6 +81,10 @@ pub struct Snapshot {
     pub messages_in: [u64; 3],
     /// PUBLISH sent, by QoS.
     pub messages_out: [u64; 3],
+    /// Topic and payload bytes received, by QoS.
+    pub publish_bytes_in: [u64; 3],
+    /// Topic and payload bytes sent, by QoS.
+    pub publish_bytes_out: [u64; 3],
     /// Bytes read from clients.
     pub bytes_in: u64,
     /// Bytes written to clients.
@@ -111,6 +120,8 @@ impl Snapshot {
         for q in 0..3 {
             self.messages_in[q] += other.messages_in[q];
             self.messages_out[q] += other.messages_out[q];
+            self.publish_bytes_in[q] += other.publish_bytes_in[q];
+            self.publish_bytes_out[q] += other.publish_bytes_out[q];
         }
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
@@ -344,6 +355,8 @@ impl Metrics {
             connections_total: self.connections_total.get(),
             messages_in: [0, 1, 2].map(|q| self.messages_in[q].get()),
             messages_out: [0, 1, 2].map(|q| self.messages_out[q].get()),
+            publish_bytes_in: [0, 1, 2].map(|q| self.publish_bytes_in[q].get()),
+            publish_bytes_out: [0, 1, 2].map(|q| self.publish_bytes_out[q].get()),
             bytes_in: self.bytes_in.get(),
             bytes_out: self.bytes_out.get(),
             protocol_errors: self.protocol_errors.get(),

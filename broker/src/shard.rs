@@ -600,7 +600,10 @@ impl Shard {
                     .drop_message(DropReason::TooLargeForClient.label());
                 return;
             }
-            self.metrics.count_out(QoS::AtMostOnce);
+            self.metrics.count_out(
+                QoS::AtMostOnce,
+                delivery.message.topic.len() + delivery.message.payload.len(),
+            );
             link.outbox.push(packet);
             return;
         }
@@ -626,7 +629,10 @@ impl Shard {
                     .drop_message(DropReason::TooLargeForClient.label());
                 continue;
             }
-            self.metrics.count_out(flight.delivery.qos);
+            self.metrics.count_out(
+                flight.delivery.qos,
+                flight.delivery.message.topic.len() + flight.delivery.message.payload.len(),
+            );
             link.outbox.push(packet);
         }
         for _ in 0..expired {

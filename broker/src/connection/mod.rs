@@ -60,7 +60,7 @@ impl Ending {
 
 /// What one read brought.
 enum ReadEvent {
-    Data,
+    Data(usize),
     Eof,
     Error(std::io::Error),
     Close(CloseRequest),
@@ -158,7 +158,7 @@ impl Conn {
                     return;
                 }
                 Ok(None) => match read_some(&mut reader, &mut buf, &self.control).await {
-                    ReadEvent::Data => {}
+                    ReadEvent::Data(n) => bump(&self.shard.metrics.bytes_in, n as u64),
                     _ => return,
                 },
                 Err(e) => {
@@ -210,7 +210,10 @@ impl Conn {
                 return Ending::Requested(CloseRequest::SlowConsumer);
             }
             match read_some(reader, buf, &self.control).await {
-                ReadEvent::Data => self.last_seen.set(Instant::now()),
+                ReadEvent::Data(n) => {
+                    bump(&self.shard.metrics.bytes_in, n as u64);
+                    self.last_seen.set(Instant::now());
+                }
                 ReadEvent::Eof => return Ending::PeerGone,
                 ReadEvent::Error(e) => {
                     tracing::debug!(peer = %self.peer, error = %e, "read failed");
@@ -427,7 +430,7 @@ async fn read_some<R: AsyncRead + Unpin>(
     let read = async {
         match reader.read(&mut buf[start..]).await {
             Ok(0) => (ReadEvent::Eof, 0),
-            Ok(n) => (ReadEvent::Data, n),
+            Ok(n) => (ReadEvent::Data(n), n),
             Err(e) => (ReadEvent::Error(e), 0),
         }
     };

@@ -11,7 +11,9 @@ use crate::{
 };
 
 /// CONNECT: the first packet of every connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output never shows the password, so a logged packet cannot leak a secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Connect {
     /// Protocol level requested by the client.
     pub protocol: Protocol,
@@ -29,6 +31,21 @@ pub struct Connect {
     pub password: Option<Bytes>,
     /// CONNECT properties (5.0).
     pub properties: Properties,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("protocol", &self.protocol)
+            .field("clean_start", &self.clean_start)
+            .field("keep_alive", &self.keep_alive)
+            .field("client_id", &self.client_id)
+            .field("will", &self.will)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("properties", &self.properties)
+            .finish()
+    }
 }
 
 /// A Last Will message carried in CONNECT.
@@ -245,6 +262,21 @@ mod tests {
     use super::super::Packet;
     use super::*;
     use crate::TopicError;
+
+    /// Regression: a logged CONNECT must not carry the password.
+    #[test]
+    fn debug_output_redacts_the_password() {
+        let mut c = connect(Protocol::V5);
+        c.username = Some(ByteStr::from_static("truck-7"));
+        c.password = Some(bytes::Bytes::from_static(b"hunter2"));
+        let shown = format!("{c:?}");
+        assert!(shown.contains("truck-7"));
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("104, 117"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"));
+    }
 
     fn connect(protocol: Protocol) -> Connect {
         Connect {
