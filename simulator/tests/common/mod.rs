@@ -166,11 +166,16 @@ pub fn check(seen: &HashMap<String, Seen>, truth: &Truth, invalid: u64) {
             "{}: not all published",
             vt.vehicle_id
         );
+        let missing: Vec<u64> = (0..vt.published.gps.last_seq.unwrap_or(0) + 1)
+            .filter(|q| !s.gps.contains_key(q) && !s.reefer.contains_key(q))
+            .take(5)
+            .collect();
         assert_eq!(
             s.gps.len() as u64,
             vt.published.gps.count,
-            "{} gps",
-            vt.vehicle_id
+            "{} gps; first seqs not received: {missing:?}; first arrivals {:?}",
+            vt.vehicle_id,
+            &s.arrivals[..s.arrivals.len().min(8)]
         );
         assert_eq!(
             s.reefer.len() as u64,
