@@ -69,10 +69,10 @@ fn forward(from: u16, to: u16) {
             let Ok(outbound) = TcpStream::connect(("127.0.0.1", to)) else {
                 return;
             };
-            for (mut a, mut b) in [
-                (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
-                (outbound, inbound),
-            ] {
+            let (Ok(in2), Ok(out2)) = (inbound.try_clone(), outbound.try_clone()) else {
+                return;
+            };
+            for (mut a, mut b) in [(in2, out2), (outbound, inbound)] {
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut a, &mut b);
                     let _ = b.shutdown(std::net::Shutdown::Both);
