@@ -8,6 +8,8 @@ mod ingest_cmd;
 mod loadgen_cmd;
 mod mqtt_args;
 mod passwd_cmd;
+mod query_cmd;
+mod report_cmd;
 mod simulate_cmd;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,11 @@ enum Command {
     Simulate(Box<simulate_cmd::SimulateArgs>),
     /// Generate MQTT load (fixed rate or flat out) and measure end-to-end latency.
     Loadgen(Box<loadgen_cmd::LoadgenArgs>),
+    /// SQL over the archive (tables gps, reefer, rejects): table, CSV, JSON or Parquet output.
+    Query(Box<query_cmd::QueryArgs>),
+    /// Route and cold-chain reports: summary, trips, stops, distance, overspeed, geofence,
+    /// excursions, mkt, doors; optional SVG chart.
+    Report(Box<report_cmd::ReportArgs>),
 }
 
 fn main() {
@@ -46,6 +53,8 @@ fn main() {
         Command::Ingest(args) => ingest_cmd::run(*args),
         Command::Simulate(args) => simulate_cmd::run(*args),
         Command::Loadgen(args) => loadgen_cmd::run(*args),
+        Command::Query(args) => query_cmd::run(*args),
+        Command::Report(args) => report_cmd::run(*args),
     };
     std::process::exit(exit::code(result));
 }

@@ -4,7 +4,8 @@
 //! last reading closed and the first open (and back), the unbiased guess between two readings.
 //! Its impact: the temperature just before, the peak from the opening until
 //! [`RECOVERY_WINDOW_MS`] after closing (or the next opening), the rise, and how long after
-//! closing the box took to come back within 0.5 °C of where it was.
+//! closing the box took to come back within 0.5 °C of where it was (or to its setpoint: a
+//! door opened at the bottom of a compressor cycle need not wait for the next bottom).
 
 use crate::load::Sample;
 
@@ -71,7 +72,7 @@ pub fn find(samples: &[Sample]) -> Vec<Opening> {
         let recovery_ms = after
             .iter()
             .filter(|s| s.ts >= end && !s.door_open)
-            .find(|s| s.temp_c <= before_c + RECOVERED_WITHIN_C)
+            .find(|s| s.temp_c <= (before_c + RECOVERED_WITHIN_C).max(s.setpoint_c))
             .map(|s| s.ts - end);
         out.push(Opening {
             start,

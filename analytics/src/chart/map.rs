@@ -96,6 +96,11 @@ pub fn route_map(tracks: &[(&PerVehicle<Fix>, Vec<Segment>)]) -> String {
             svg.text((c.0, c.1 + 3.5), &(k + 1).to_string(), "middle", 8.0, 0.0);
         }
         if let Some(name) = legend_name(i, tracks.len(), &track.vehicle_id) {
+            let colour = if i < super::LEGEND_MAX {
+                colour
+            } else {
+                "#999"
+            };
             legend.push((Swatch::Line, colour.to_owned(), name));
         }
     }

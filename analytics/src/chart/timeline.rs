@@ -126,6 +126,11 @@ pub fn timeline(series: &[(&PerVehicle<Sample>, Band, Vec<Excursion>)]) -> Strin
         }
         svg.polyline(&points, colour, 1.6);
         if let Some(name) = legend_name(i, series.len(), &s.vehicle_id) {
+            let colour = if i < super::LEGEND_MAX {
+                colour
+            } else {
+                "#999"
+            };
             legend.push((Swatch::Line, colour.to_owned(), name));
         }
     }
