@@ -149,7 +149,7 @@ async fn offline_messages_wait_in_the_session_and_arrive_in_order() {
 
     let (publisher, _) = Client::connect(broker.port(), "ops", |_| {}).await;
     for n in 0..10 {
-        let qos = if n % 2 == 0 {
+        let qos = if n.is_multiple_of(2) {
             QoS::AtLeastOnce
         } else {
             QoS::ExactlyOnce

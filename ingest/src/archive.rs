@@ -36,6 +36,11 @@ pub struct Archive {
     shared: Arc<Shared>,
     senders: Vec<Sender<Command>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// An exclusive lock on `{data}/.lock`, held while the archive is open: a second process
+    /// (or a second archive in this one) on the same directory would delete this one's
+    /// half-written files on its recovery scan and corrupt the exactly-once index.
+    /// Released by [`Archive::close`]: a closed archive writes nothing more.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl Archive {
@@ -49,6 +54,7 @@ impl Archive {
         config.validate()?;
         let wal_root = config.data_dir.join("wal");
         ensure_dir(&wal_root)?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let recovered = recovery::scan(&config.data_dir, config.writer_threads)?;
         tracing::info!(
             data = %config.data_dir.display(),
@@ -80,6 +86,7 @@ impl Archive {
             shared,
             senders,
             threads: Mutex::new(threads),
+            lock: Mutex::new(Some(lock)),
         }))
     }
 
@@ -164,6 +171,8 @@ impl Archive {
                 tracing::error!("an archive writer thread panicked");
             }
         }
+        // Every writer has stopped: another archive may now open the directory.
+        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()).take());
         result
     }
 
@@ -233,5 +242,49 @@ mod tests {
         let stats = archive.stats();
         assert_eq!((stats.gps_rows, stats.duplicates, stats.lag), (1, 0, 0));
         assert_eq!(archive.checkpoint(0), end);
+    }
+}
+
+/// Takes the data directory's exclusive lock, or says who has it.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ArchiveError> {
+    let path = dir.join(".lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ArchiveError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ArchiveError::Config(format!(
+            "{} is in use by another archive (a broker or `fleetmq ingest`): \
+             one process per data directory; give this one another data directory",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(ArchiveError::io(&path, e)),
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    /// Regression: two brokers on one data directory made the second's recovery scan delete
+    /// the first's half-written files.
+    #[test]
+    fn a_second_archive_on_the_same_directory_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Archive::open(ArchiveConfig::new(dir.path())).unwrap();
+        let second = Archive::open(ArchiveConfig::new(dir.path()));
+        match second {
+            Err(ArchiveError::Config(message)) => assert!(message.contains("in use")),
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("two archives opened one directory"),
+        }
+        first.close().unwrap();
+        Archive::open(ArchiveConfig::new(dir.path()))
+            .unwrap()
+            .close()
+            .unwrap();
     }
 }

@@ -37,7 +37,7 @@ fn workload() -> Workload {
         for seq in 0..150u64 {
             let late = seq % 9 == 4;
             let ts = T0 + seq as i64 * 1000 - if late { 5 * HOUR } else { 0 };
-            let record = if seq % 2 == 0 {
+            let record = if seq.is_multiple_of(2) {
                 gps(&vehicle, seq, ts)
             } else {
                 reefer(&vehicle, seq, ts)

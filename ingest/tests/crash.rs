@@ -30,7 +30,7 @@ fn config(data: &Path) -> ArchiveConfig {
 }
 
 fn record(seq: u64) -> ingest::Record {
-    let vehicle = if seq % 2 == 0 { "a" } else { "b" };
+    let vehicle = if seq.is_multiple_of(2) { "a" } else { "b" };
     gps(vehicle, seq, T0 + seq as i64)
 }
 

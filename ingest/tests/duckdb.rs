@@ -58,8 +58,8 @@ fn duckdb_reads_the_archive_with_hive_partitioning() {
     for v in 0..7 {
         for seq in 0..400u64 {
             // Spread over 30 hours, every 13th reading 6 hours late.
-            let ts = T0 + seq as i64 * 270_000 - if seq % 13 == 0 { 6 * HOUR } else { 0 };
-            if seq % 3 == 0 {
+            let ts = T0 + seq as i64 * 270_000 - if seq.is_multiple_of(13) { 6 * HOUR } else { 0 };
+            if seq.is_multiple_of(3) {
                 records.push(reefer(&format!("v{v}"), seq, ts));
             } else {
                 records.push(gps(&format!("v{v}"), seq, ts));

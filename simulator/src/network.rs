@@ -38,7 +38,7 @@ impl Grid {
         let class = |line: usize| -> f64 {
             if line == 0 || line == side - 1 || line == side / 2 {
                 90.0 * KMH
-            } else if line % 5 == 0 {
+            } else if line.is_multiple_of(5) {
                 70.0 * KMH
             } else {
                 50.0 * KMH

@@ -313,7 +313,7 @@ impl Vehicle {
         let now = self.time_ms(t);
         self.update_episodes(t, now);
         let door_open = self.door_open(t);
-        if t % self.gps_interval == 0 && self.no_fix_since.is_none() {
+        if t.is_multiple_of(self.gps_interval) && self.no_fix_since.is_none() {
             self.emit_gps(now);
         }
         if t % self.reefer_interval == self.reefer_phase {

@@ -249,7 +249,7 @@ impl World {
             Roads::Lines(routes) => {
                 let line = routes.get(from.min(to) / 2);
                 match line {
-                    Some(route) if from % 2 == 0 => route.clone(),
+                    Some(route) if from.is_multiple_of(2) => route.clone(),
                     Some(route) => route.reversed(),
                     None => Route::new(&[], &[]),
                 }
