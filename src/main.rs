@@ -62,9 +62,11 @@ fn main() {
 /// Logs go to stderr; `RUST_LOG` picks what (default: info for fleetmq's crates).
 fn init_tracing() {
     // glommio logs, at error level, that the file system does not support polled I/O for the
-    // write-ahead log; it falls back by itself, so that line is noise to a user.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,glommio::reactor=off"));
+    // write-ahead log; it falls back by itself, so that line is noise to a user. rustls warns on
+    // every handshake from clients (mosquitto_pub among them) that send an IP address as SNI.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,glommio::reactor=off,rustls::msgs::handshake=error")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
