@@ -34,9 +34,9 @@ pub struct ReportArgs {
     /// Write the rows to this file instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// Draw a chart to FILE.svg: route map (trips, stops, distance) or temperature timeline
-    /// (excursions, mkt).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw a chart to FILE.svg or FILE.png: route map (trips, stops, distance) or
+    /// temperature timeline (excursions, mkt).
+    #[arg(long, value_name = "FILE.svg|FILE.png")]
     pub chart: Option<PathBuf>,
     /// Trips and stops: above this speed a vehicle is in motion, km/h.
     #[arg(long, default_value_t = 5.0)]
@@ -90,9 +90,9 @@ impl ReportArgs {
                 ))
                 .into());
             }
-            if chart.extension().and_then(|e| e.to_str()) != Some("svg") {
+            if !matches!(extension(chart).as_deref(), Some("svg" | "png")) {
                 return Err(UsageError(format!(
-                    "--chart {}: charts are written as .svg (convert with e.g. `rsvg-convert -o chart.png chart.svg`)",
+                    "--chart {}: the file name must end in .svg or .png",
                     chart.display()
                 ))
                 .into());
@@ -148,13 +148,25 @@ impl ReportArgs {
     }
 }
 
+fn extension(path: &std::path::Path) -> Option<String> {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+}
+
 /// Runs the report.
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let (kind, format, opts) = args.options()?;
     let catalog = Catalog::open(&args.data).map_err(classify)?;
     let report = report::run(&catalog, kind, &opts, args.chart.is_some()).map_err(classify)?;
     if let (Some(path), Some(svg)) = (&args.chart, &report.svg) {
-        std::fs::write(path, svg).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let bytes = if extension(path).as_deref() == Some("png") {
+            // Twice the SVG's size: sharp on high-density screens and in printed reports.
+            analytics::chart::png::render(svg, 2.0).map_err(classify)?
+        } else {
+            svg.clone().into_bytes()
+        };
+        std::fs::write(path, bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     let (schema, batch) = report.rows.to_batch().map_err(classify)?;
     write_out(args.output.as_ref(), |out| {

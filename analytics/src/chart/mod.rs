@@ -1,6 +1,6 @@
 //! Charts for people: a route map of the vehicles' tracks with their stops, and a temperature
 //! timeline with the band and the excursions shaded. Both have labelled axes with units, a
-//! title and a legend. SVG; the CLI converts to PNG where asked (see [`png`]).
+//! title and a legend. Drawn as SVG; [`png::render`] rasterises it where a PNG is asked for.
 
 mod map;
 pub mod png;

@@ -113,7 +113,7 @@ pub fn timeline(series: &[(&PerVehicle<Sample>, Band, Vec<Excursion>)]) -> Strin
         }
     }
     let mut legend = Vec::new();
-    for (i, (s, _, _)) in series.iter().enumerate() {
+    for (i, (s, _, list)) in series.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
         let mut points = Vec::with_capacity(s.samples.len());
         let mut prev: Option<i64> = None;
@@ -123,6 +123,17 @@ pub fn timeline(series: &[(&PerVehicle<Sample>, Band, Vec<Excursion>)]) -> Strin
             }
             points.push(Some((x(sample.ts), y(sample.temp_c))));
             prev = Some(sample.ts);
+        }
+        // Each excursion also underlines its own vehicle's line, so that with several
+        // vehicles the shading says whose it is.
+        for e in list {
+            let during: Vec<Option<(f64, f64)>> = s
+                .samples
+                .iter()
+                .filter(|p| p.ts >= e.start - 30_000 && p.ts <= e.end + 30_000)
+                .map(|p| Some((x(p.ts), y(p.temp_c))))
+                .collect();
+            svg.polyline(&during, "#f4a3a4", 7.0);
         }
         svg.polyline(&points, colour, 1.6);
         if let Some(name) = legend_name(i, series.len(), &s.vehicle_id) {
