@@ -45,10 +45,10 @@ pub struct ReportArgs {
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     pub min_stop: Duration,
     /// Trips and stops: shortest trip, metres.
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = 200.0)]
     pub min_trip_m: f64,
     /// Trips and stops: shortest trip.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub min_trip: Duration,
     /// Distance: fixes implying more than this speed are teleports, km/h.
     #[arg(long, default_value_t = 250.0)]

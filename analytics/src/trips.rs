@@ -42,8 +42,11 @@ impl Default for TripParams {
             speed_kmh: 5.0,
             still_kmh: 0.5,
             min_stop_s: 180.0,
-            min_trip_m: 300.0,
-            min_trip_s: 60.0,
+            // A delivery hop between neighbouring customers can be a few hundred metres in
+            // under a minute (the simulator's shortest are ~450 m in 49 s); yard manoeuvres
+            // stay well under 200 m.
+            min_trip_m: 200.0,
+            min_trip_s: 30.0,
         }
     }
 }

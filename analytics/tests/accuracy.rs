@@ -183,3 +183,8 @@ fn reports_match_the_ground_truth_on_another_seed() {
     let score = check_fleet(2024, 4, 3);
     assert!(score.trips >= 6 && score.excursions >= 2);
 }
+
+#[test]
+fn reports_match_the_ground_truth_on_seed_5() {
+    check_fleet(5, 4, 3);
+}
