@@ -28,6 +28,10 @@ pub struct BrokerArgs {
     /// Do not archive telemetry (no write-ahead log, no Parquet).
     #[arg(long)]
     no_archive: bool,
+    /// Do not keep sessions, subscriptions, retained and queued messages across restarts
+    /// (otherwise kept in {data}/state).
+    #[arg(long)]
+    no_persistence: bool,
     /// Number of shards (executor threads) [default: one per core].
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
@@ -104,6 +108,9 @@ fn config(args: &BrokerArgs) -> Result<broker::Config, UsageError> {
     }
     if args.no_archive {
         config.archive.enabled = false;
+    }
+    if args.no_persistence {
+        config.persistence.enabled = false;
     }
     if let Some(shards) = args.shards {
         if shards == 0 {

@@ -118,6 +118,8 @@ fn standalone_ingest_archives_everything_once_across_a_kill() {
                 "--http",
                 "off",
                 "--no-archive",
+                // Runs in the package directory: keep no broker state there between runs.
+                "--no-persistence",
             ])
             .stderr(Stdio::null())
             .spawn()

@@ -35,6 +35,53 @@ pub struct Config {
     pub tls: TlsSettings,
     /// Who may connect (password file, anonymous access) and what they may do (ACL file).
     pub auth: AuthSettings,
+    /// Sessions, subscriptions, retained and queued messages kept across restarts.
+    pub persistence: PersistenceSettings,
+}
+
+/// When the state log is synced, and what an acknowledgement promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Group commit, and a QoS 1/2 PUBLISH that changed persistent state (a message queued
+    /// for a persistent session, a retained message) is acknowledged only once that change is
+    /// durable on every shard it touched.
+    #[default]
+    Always,
+    /// Group commit as soon as records are appended, but acknowledgements do not wait: a
+    /// crash can lose the last few milliseconds of changes.
+    Batch,
+    /// Records are written at once but synced only every `sync_interval_ms`: a power loss
+    /// can lose that much; a killed process loses only what was not yet written.
+    Periodic,
+}
+
+/// The broker's own state on disk (`{dir}/shard-{n}/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceSettings {
+    /// Persist at all.
+    pub enabled: bool,
+    /// Where; empty means `{archive.data}/state`.
+    pub dir: std::path::PathBuf,
+    /// When the log is synced.
+    pub fsync: FsyncPolicy,
+    /// Sync interval of [`FsyncPolicy::Periodic`], milliseconds.
+    pub sync_interval_ms: u64,
+    /// Log bytes after which a shard writes a snapshot and starts a new log segment.
+    pub compact_bytes: u64,
+}
+
+impl Default for PersistenceSettings {
+    fn default() -> PersistenceSettings {
+        PersistenceSettings {
+            enabled: true,
+            dir: std::path::PathBuf::new(),
+            fsync: FsyncPolicy::Always,
+            sync_interval_ms: 1000,
+            compact_bytes: 64 << 20,
+        }
+    }
 }
 
 /// Certificates for the TLS listeners. Reloaded on SIGHUP ([`crate::BrokerHandle::reload`]).
@@ -154,6 +201,31 @@ pub struct Limits {
     pub max_retained_messages: usize,
     /// Session expiry granted to 3.1.1 persistent sessions, seconds (u32::MAX: never).
     pub persistent_session_expiry: u32,
+    /// What happens to a QoS 1/2 message for a session whose queue is full.
+    pub queue_full_policy: QueueFullPolicy,
+    /// Bytes held in all session queues of one shard; beyond it QoS 1/2 messages meet
+    /// `queue_full_policy` as if their session's queue were full. Bounds the broker's memory
+    /// whatever the number of slow or offline sessions.
+    pub max_shard_queued_bytes: usize,
+    /// PUBLISH packets a connection may send per second (0: unlimited). Over it the broker
+    /// stops reading from the socket until the budget refills, so TCP pushes back on the
+    /// publisher; nothing is dropped.
+    pub max_publish_rate: u32,
+}
+
+/// What happens to a QoS 1/2 message for a session whose queue is full. Every drop is counted
+/// by reason and client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFullPolicy {
+    /// The new message is dropped.
+    #[default]
+    DropNewest,
+    /// The oldest queued messages are dropped to make room.
+    DropOldest,
+    /// The new message is dropped and the client disconnected (it keeps its session and
+    /// queue, and gets them back when it reconnects).
+    Disconnect,
 }
 
 impl Default for Config {
@@ -169,6 +241,7 @@ impl Default for Config {
             https: None,
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
+            persistence: PersistenceSettings::default(),
         }
     }
 }
@@ -187,6 +260,9 @@ impl Default for Limits {
             max_connections_per_shard: 0,
             max_retained_messages: 1_000_000,
             persistent_session_expiry: u32::MAX,
+            queue_full_policy: QueueFullPolicy::DropNewest,
+            max_shard_queued_bytes: 256 * 1024 * 1024,
+            max_publish_rate: 0,
         }
     }
 }

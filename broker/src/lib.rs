@@ -17,6 +17,8 @@
 //! - [`mesh`]: messages between shards and the per-peer queues that never block a shard.
 //! - [`message`]: messages and deliveries, shared (`Bytes`), never copied per subscriber.
 //! - [`outbox`]: a connection's outbound queue and close signal.
+//! - [`persist`]: the per-shard state log and snapshots.
+//! - [`recovery`]: rebuilding every shard's state from its log before accepting clients.
 //! - [`metrics`]: per-shard counters and their snapshots (Prometheus text).
 //! - [`http`]: the HTTP listener: dashboard, MQTT over WebSocket at `/mqtt`, `/metrics`.
 //! - [`sys`]: the `$SYS/broker/...` topics.
@@ -39,6 +41,8 @@ pub mod mesh;
 pub mod message;
 pub mod metrics;
 pub mod outbox;
+pub mod persist;
+pub mod recovery;
 pub mod security;
 pub mod server;
 pub mod session;

@@ -96,12 +96,27 @@ pub enum ShardMsg {
         /// The shard where it ended.
         shard: usize,
     },
-    /// Barrier: reply with `BarrierAck` once everything sent before it is applied.
+    /// Barrier: reply with `BarrierAck` once everything sent before it is applied (and with
+    /// `durable`, once what applying it appended to the state log is durable).
     Barrier {
         /// The asking shard.
         from: usize,
         /// Its request id.
         req: u64,
+        /// Wait for the receiver's state log too.
+        durable: bool,
+    },
+    /// Recovery, to the owner shard of a client id: `shard` holds its recovered session.
+    Adopt {
+        /// Client id.
+        client_id: ByteStr,
+        /// The shard holding it.
+        shard: usize,
+    },
+    /// Recovery, from the owner shard: drop this recovered session, another shard holds it.
+    Discard {
+        /// Client id.
+        client_id: ByteStr,
     },
     /// Answer to `Barrier`.
     BarrierAck {

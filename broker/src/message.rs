@@ -80,6 +80,9 @@ pub struct Delivery {
     pub retain: bool,
     /// 5.0 subscription identifiers of every matching subscription.
     pub subscription_ids: Vec<u32>,
+    /// Its number in the receiving session, set when it is queued there; the state log refers
+    /// to it by this number (0 until queued).
+    pub seq: u64,
 }
 
 impl Delivery {

@@ -33,9 +33,22 @@ pub struct Metrics {
     pub auth_failures: Cell<u64>,
     /// TLS handshakes that failed or timed out (bad certificates among them).
     pub tls_failures: Cell<u64>,
+    /// PUBLISH packets whose reading was delayed by `max_publish_rate`.
+    pub publish_throttled: Cell<u64>,
     /// Messages not delivered, by reason.
     pub dropped: RefCell<BTreeMap<&'static str, u64>>,
+    /// Messages not delivered, by client (at most [`MAX_CLIENTS_TRACKED`] clients; the rest
+    /// are counted under [`OTHER_CLIENTS`]).
+    pub dropped_by_client: RefCell<std::collections::HashMap<String, u64>>,
 }
+
+/// Clients whose drops are counted by name, per shard: bounds the metric's memory and the
+/// size of `/metrics` whatever the number of clients.
+pub const MAX_CLIENTS_TRACKED: usize = 1024;
+/// The name drops of untracked clients are counted under.
+pub const OTHER_CLIENTS: &str = "(other clients)";
+/// Clients listed by name in `$SYS` and `/metrics`: those with the most drops.
+pub const TOP_CLIENTS: usize = 10;
 
 impl Metrics {
     /// Counts a PUBLISH received.
@@ -54,6 +67,34 @@ impl Metrics {
     pub fn drop_message(&self, reason: &'static str) {
         *self.dropped.borrow_mut().entry(reason).or_insert(0) += 1;
         tracing::debug!(reason, "message dropped");
+    }
+
+    /// Counts a drop against the client it was for.
+    pub fn drop_for_client(&self, client_id: &str) {
+        let mut map = self.dropped_by_client.borrow_mut();
+        if let Some(n) = map.get_mut(client_id) {
+            *n += 1;
+            return;
+        }
+        let key = if map.len() < MAX_CLIENTS_TRACKED {
+            client_id
+        } else {
+            OTHER_CLIENTS
+        };
+        *map.entry(key.to_string()).or_insert(0) += 1;
+    }
+
+    /// The clients with the most drops, most first.
+    pub fn top_dropping_clients(&self) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = self
+            .dropped_by_client
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(TOP_CLIENTS);
+        all
     }
 
     /// Total drops for a reason.
@@ -95,6 +136,8 @@ pub struct Snapshot {
     pub auth_failures: u64,
     /// TLS handshakes that failed or timed out.
     pub tls_failures: u64,
+    /// PUBLISH packets whose reading was delayed by `max_publish_rate`.
+    pub publish_throttled: u64,
     /// Messages not delivered, by reason.
     pub dropped: BTreeMap<String, u64>,
     /// Retained messages (each shard holds a full replica: take one shard's figure).
@@ -109,6 +152,20 @@ pub struct Snapshot {
     pub outbox_packets: u64,
     /// Messages waiting in the queues towards other shards.
     pub mesh_queue: u64,
+    /// Bytes held in session queues.
+    pub queued_bytes: u64,
+    /// Clients with the most drops on this shard, and their counts.
+    pub dropped_by_client: Vec<(String, u64)>,
+    /// Bytes of the state log and snapshot.
+    pub persist_log_bytes: u64,
+    /// Records appended to the state log since start.
+    pub persist_records: u64,
+    /// Snapshots written since start.
+    pub persist_snapshots: u64,
+    /// Milliseconds this shard's recovery took at start.
+    pub recovery_ms: u64,
+    /// Torn or corrupt log tails cut off at start.
+    pub persist_torn_tails: u64,
 }
 
 impl Snapshot {
@@ -128,6 +185,7 @@ impl Snapshot {
         self.protocol_errors += other.protocol_errors;
         self.auth_failures += other.auth_failures;
         self.tls_failures += other.tls_failures;
+        self.publish_throttled += other.publish_throttled;
         for (reason, n) in &other.dropped {
             *self.dropped.entry(reason.clone()).or_insert(0) += n;
         }
@@ -137,6 +195,21 @@ impl Snapshot {
         self.inflight_messages += other.inflight_messages;
         self.outbox_packets += other.outbox_packets;
         self.mesh_queue += other.mesh_queue;
+        self.queued_bytes += other.queued_bytes;
+        for (client, n) in &other.dropped_by_client {
+            match self.dropped_by_client.iter_mut().find(|(c, _)| c == client) {
+                Some((_, total)) => *total += n,
+                None => self.dropped_by_client.push((client.clone(), *n)),
+            }
+        }
+        self.dropped_by_client
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        self.dropped_by_client.truncate(TOP_CLIENTS);
+        self.persist_log_bytes += other.persist_log_bytes;
+        self.persist_records += other.persist_records;
+        self.persist_snapshots += other.persist_snapshots;
+        self.recovery_ms = self.recovery_ms.max(other.recovery_ms);
+        self.persist_torn_tails += other.persist_torn_tails;
     }
 
     /// The sum over shards.
@@ -234,6 +307,12 @@ impl Snapshot {
             "TLS handshakes that failed or timed out.",
             &[(String::new(), t.tls_failures)],
         );
+        metric(
+            "publish_throttled_total",
+            "counter",
+            "PUBLISH packets held back by the per-connection rate limit.",
+            &[(String::new(), t.publish_throttled)],
+        );
         let drops: Vec<(String, u64)> = t
             .dropped
             .iter()
@@ -281,8 +360,62 @@ impl Snapshot {
             "Messages waiting to be sent to other shards.",
             &per_shard(|s| s.mesh_queue),
         );
+        metric(
+            "queued_bytes",
+            "gauge",
+            "Bytes of QoS 1/2 messages waiting in session queues.",
+            &per_shard(|s| s.queued_bytes),
+        );
+        let by_client: Vec<(String, u64)> = t
+            .dropped_by_client
+            .iter()
+            .map(|(c, n)| (format!("client_id=\"{}\"", escape_label(c)), *n))
+            .collect();
+        metric(
+            "client_messages_dropped_total",
+            "counter",
+            "Messages not delivered, for the clients with the most drops.",
+            &by_client,
+        );
+        metric(
+            "persistence_log_bytes",
+            "gauge",
+            "Bytes of the state log and snapshot.",
+            &per_shard(|s| s.persist_log_bytes),
+        );
+        metric(
+            "persistence_records_total",
+            "counter",
+            "Records appended to the state log since start.",
+            &per_shard(|s| s.persist_records),
+        );
+        metric(
+            "persistence_snapshots_total",
+            "counter",
+            "State snapshots written since start.",
+            &per_shard(|s| s.persist_snapshots),
+        );
+        metric(
+            "persistence_recovery_milliseconds",
+            "gauge",
+            "Time the shard took to recover its state at start.",
+            &per_shard(|s| s.recovery_ms),
+        );
+        metric(
+            "persistence_torn_tails_total",
+            "counter",
+            "Torn or corrupt state log tails cut off at start.",
+            &per_shard(|s| s.persist_torn_tails),
+        );
         out
     }
+}
+
+/// A Prometheus label value with `\\`, `"` and newlines escaped (client ids are arbitrary).
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Prometheus text for the archive's counters.
@@ -362,12 +495,14 @@ impl Metrics {
             protocol_errors: self.protocol_errors.get(),
             auth_failures: self.auth_failures.get(),
             tls_failures: self.tls_failures.get(),
+            publish_throttled: self.publish_throttled.get(),
             dropped: self
                 .dropped
                 .borrow()
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            dropped_by_client: self.top_dropping_clients(),
             ..Snapshot::default()
         }
     }

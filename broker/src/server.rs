@@ -54,6 +54,9 @@ pub enum BrokerError {
     /// A password, ACL, certificate or key file cannot be used.
     #[error("{0}")]
     Security(#[from] SecurityError),
+    /// The broker's state directory cannot be read or written.
+    #[error("persistence: {0}")]
+    Persistence(String),
 }
 
 /// A running broker.
@@ -212,6 +215,8 @@ struct ShardSetup {
     archive: Option<Arc<Archive>>,
     /// Each shard reports here once it serves (or why it cannot).
     ready: std::sync::mpsc::Sender<Result<(), String>>,
+    /// Recovery phases reached, summed over shards ([`crate::recovery`]).
+    recovery_phase: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Starts the broker: binds the listeners (so port 0 becomes a real port before anything
@@ -229,6 +234,18 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
             config.archive.data.display()
         ))
     })?;
+    if config.persistence.enabled {
+        // Broker state lives beside the archive unless placed elsewhere (design: state/).
+        if config.persistence.dir.as_os_str().is_empty() {
+            config.persistence.dir = config.archive.data.join("state");
+        }
+        config.persistence.dir = std::path::absolute(&config.persistence.dir).map_err(|e| {
+            BrokerError::Config(format!(
+                "persistence.dir {}: {e}",
+                config.persistence.dir.display()
+            ))
+        })?;
+    }
     let security = Arc::new(Security::load(&config)?);
     let public = config.public_listeners();
     if config.auth.allow_anonymous && !public.is_empty() {
@@ -278,6 +295,7 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
         accepted: accepted.clone(),
         published: published.clone(),
         archive: archive.clone(),
+        recovery_phase: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     };
     let threads = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(nr_shards))
         .name("fleetmq-shard")
@@ -415,6 +433,9 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
         })
         .detach();
     }
+    if setup.config.persistence.enabled {
+        crate::recovery::recover(&shard, &setup.recovery_phase, &setup.stop).await?;
+    }
     {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -479,6 +500,11 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !shard.state.borrow().connections.is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    // Write what the state log still buffers, so a clean stop loses nothing.
+    let persist = shard.persist.borrow_mut().take();
+    if let Some(persist) = persist {
+        persist.close().await;
     }
     let wal = shard.wal.borrow_mut().take();
     if let Some(wal) = wal {

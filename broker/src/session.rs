@@ -39,6 +39,8 @@ pub enum DropReason {
     QueueFull,
     /// The session's queue holds `max_queued_bytes` already.
     QueueBytes,
+    /// The shard's session queues hold `max_shard_queued_bytes` already.
+    ShardQueueBytes,
     /// QoS 0 to a client whose socket cannot keep up.
     SlowConsumer,
     /// QoS 0 to an offline client.
@@ -57,6 +59,7 @@ impl DropReason {
         match self {
             DropReason::QueueFull => "queue_full",
             DropReason::QueueBytes => "queue_bytes",
+            DropReason::ShardQueueBytes => "shard_queue_bytes",
             DropReason::SlowConsumer => "slow_consumer",
             DropReason::Offline => "offline_qos0",
             DropReason::Expired => "expired",
@@ -87,6 +90,10 @@ pub struct SessionState {
     pub expiry_interval: u32,
     /// When the last connection closed; `None` while connected.
     pub disconnected_at: Option<Instant>,
+    /// The number the next queued delivery gets (the state log names deliveries by it).
+    pub next_seq: u64,
+    /// Messages dropped for this session (queue bounds, policy), for the per-client figures.
+    pub dropped: u64,
 }
 
 impl SessionState {
@@ -102,6 +109,8 @@ impl SessionState {
             next_pkid: 1,
             expiry_interval,
             disconnected_at: None,
+            next_seq: 1,
+            dropped: 0,
         }
     }
 
@@ -116,16 +125,17 @@ impl SessionState {
         }
     }
 
-    /// Appends a QoS 1/2 delivery to the queue, within the limits.
+    /// Appends a QoS 1/2 delivery to the queue, within the limits, and numbers it; returns
+    /// its number.
     ///
     /// # Errors
     /// The reason it was refused; the caller counts the drop.
     pub fn enqueue(
         &mut self,
-        delivery: Delivery,
+        mut delivery: Delivery,
         max_messages: usize,
         max_bytes: usize,
-    ) -> Result<(), DropReason> {
+    ) -> Result<u64, DropReason> {
         if self.queue.len() >= max_messages {
             return Err(DropReason::QueueFull);
         }
@@ -133,9 +143,21 @@ impl SessionState {
         if self.queued_bytes + weight > max_bytes {
             return Err(DropReason::QueueBytes);
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        delivery.seq = seq;
         self.queued_bytes += weight;
         self.queue.push_back(delivery);
-        Ok(())
+        Ok(seq)
+    }
+
+    /// Drops the oldest queued delivery (the `drop_oldest` policy); returns its number and
+    /// weight.
+    pub fn drop_oldest(&mut self) -> Option<(u64, usize)> {
+        let d = self.queue.pop_front()?;
+        let weight = d.message.weight();
+        self.queued_bytes = self.queued_bytes.saturating_sub(weight);
+        Some((d.seq, weight))
     }
 
     /// Moves the next queued message into the in-flight window if there is room, skipping
@@ -179,45 +201,37 @@ impl SessionState {
         None
     }
 
-    /// Handles PUBACK (QoS 1) or PUBCOMP (QoS 2): the message is done. False if unknown.
-    pub fn complete(&mut self, pkid: u16, qos: QoS) -> bool {
+    /// Handles PUBACK (QoS 1) or PUBCOMP (QoS 2): the message is done. Its number, or `None`
+    /// if unknown.
+    pub fn complete(&mut self, pkid: u16, qos: QoS) -> Option<u64> {
         let found = self.inflight.iter().position(|f| {
             f.pkid == pkid && f.delivery.qos == qos && (qos == QoS::AtLeastOnce || f.released)
-        });
-        match found {
-            Some(i) => {
-                self.inflight.remove(i);
-                true
-            }
-            None => false,
-        }
+        })?;
+        self.inflight.remove(found).map(|f| f.delivery.seq)
     }
 
     /// Drops an in-flight message whatever its state (a 5.0 PUBREC with an error code ends it,
     /// and a message too large for the client is treated as delivered).
-    pub fn forget(&mut self, pkid: u16) -> bool {
-        match self.inflight.iter().position(|f| f.pkid == pkid) {
-            Some(i) => {
-                self.inflight.remove(i);
-                true
-            }
-            None => false,
-        }
+    /// Its number, or `None` if unknown.
+    pub fn forget(&mut self, pkid: u16) -> Option<u64> {
+        let i = self.inflight.iter().position(|f| f.pkid == pkid)?;
+        self.inflight.remove(i).map(|f| f.delivery.seq)
     }
 
-    /// Handles PUBREC: the QoS 2 message is received; a PUBREL follows. False if unknown.
-    pub fn received(&mut self, pkid: u16) -> bool {
-        match self
+    /// Handles PUBREC: the QoS 2 message is received; a PUBREL follows. Its number, or
+    /// `None` if unknown.
+    pub fn received(&mut self, pkid: u16) -> Option<u64> {
+        let f = self
             .inflight
             .iter_mut()
-            .find(|f| f.pkid == pkid && f.delivery.qos == QoS::ExactlyOnce)
-        {
-            Some(f) => {
-                f.released = true;
-                true
-            }
-            None => false,
-        }
+            .find(|f| f.pkid == pkid && f.delivery.qos == QoS::ExactlyOnce)?;
+        f.released = true;
+        Some(f.delivery.seq)
+    }
+
+    /// True when its state outlives a connection, and so is persisted.
+    pub fn is_persistent(&self) -> bool {
+        self.expiry_interval > 0
     }
 
     /// Number of messages owed to the client (in flight and queued).
@@ -246,6 +260,7 @@ mod tests {
             qos,
             retain: false,
             subscription_ids: Vec::new(),
+            seq: 0,
         }
     }
 
@@ -261,8 +276,8 @@ mod tests {
         let b = s.next_to_send(2, now, &mut expired).unwrap();
         assert!(s.next_to_send(2, now, &mut expired).is_none());
         assert_ne!(a.pkid, b.pkid);
-        assert!(s.complete(a.pkid, QoS::AtLeastOnce));
-        assert!(!s.complete(a.pkid, QoS::AtLeastOnce));
+        assert!(s.complete(a.pkid, QoS::AtLeastOnce).is_some());
+        assert!(s.complete(a.pkid, QoS::AtLeastOnce).is_none());
         assert!(s.next_to_send(2, now, &mut expired).is_some());
     }
 
@@ -272,9 +287,9 @@ mod tests {
         s.enqueue(delivery(QoS::ExactlyOnce), 10, 1 << 20).unwrap();
         let mut expired = 0;
         let f = s.next_to_send(5, Instant::now(), &mut expired).unwrap();
-        assert!(!s.complete(f.pkid, QoS::ExactlyOnce));
-        assert!(s.received(f.pkid));
-        assert!(s.complete(f.pkid, QoS::ExactlyOnce));
+        assert!(s.complete(f.pkid, QoS::ExactlyOnce).is_none());
+        assert!(s.received(f.pkid).is_some());
+        assert_eq!(s.complete(f.pkid, QoS::ExactlyOnce), Some(f.delivery.seq));
     }
 
     #[test]

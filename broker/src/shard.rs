@@ -20,11 +20,12 @@ use glommio::channels::local_channel::{self, LocalSender};
 use protocol::{encoded_len, ByteStr, Packet, Protocol, QoS, SubscriptionOptions};
 
 use crate::{
-    config::Config,
+    config::{Config, QueueFullPolicy},
     mesh::{PeerQueue, ShardMsg},
     message::{Delivery, Message},
     metrics::{Metrics, Snapshot},
     outbox::{CloseRequest, Control, Outbox},
+    persist::{record::Record, Persist, Ticket},
     security::Security,
     session::{DropReason, SessionState},
     trie::{Matched, SubEntry, SubscriptionTable},
@@ -63,6 +64,8 @@ pub struct SessionSlot {
     /// What the client may read: checked for every message delivered to it, retained ones
     /// included.
     pub access: crate::security::ClientAccess,
+    /// Its changes go to the state log (a persistent session while persistence is on).
+    pub persisted: bool,
 }
 
 /// A connection as the shard's sweeper sees it.
@@ -134,6 +137,12 @@ pub struct Shard {
     pub wal: RefCell<Option<Rc<ingest::ShardWal>>>,
     /// Authentication, ACLs and TLS, shared by every shard.
     pub security: Arc<Security>,
+    /// This shard's state log, once recovered and started.
+    pub persist: RefCell<Option<Rc<Persist>>>,
+    /// When a dropped message was last logged at warn level, and how many were not since.
+    drop_log: Cell<(Option<Instant>, u64)>,
+    /// Bytes held in the session queues of this shard.
+    queued_total: Cell<usize>,
     /// When an authentication failure was last logged, and how many were not since.
     auth_log: Cell<(Option<Instant>, u64)>,
 }
@@ -152,6 +161,8 @@ enum Burst {
 pub struct RouteOutcome {
     /// Subscribers (or share groups) it went to.
     pub matched: usize,
+    /// Some of them are held by other shards.
+    pub remote: bool,
 }
 
 impl Shard {
@@ -185,6 +196,9 @@ impl Shard {
             archive,
             wal: RefCell::new(None),
             security: Arc::new(Security::open()),
+            persist: RefCell::new(None),
+            drop_log: Cell::new((None, 0)),
+            queued_total: Cell::new(0),
             auth_log: Cell::new((None, 0)),
         }
     }
@@ -222,6 +236,56 @@ impl Shard {
         id
     }
 
+    /// Appends a record to this shard's state log, when persistence is on; `make` runs only
+    /// then.
+    pub fn log(&self, make: impl FnOnce() -> Record) -> Option<Ticket> {
+        let persist = self.persist.borrow();
+        let persist = persist.as_ref()?;
+        Some(persist.append(&make()))
+    }
+
+    /// True when acknowledgements wait for the state log (`fsync = "always"`).
+    pub fn acks_wait_for_log(&self) -> bool {
+        self.persist
+            .borrow()
+            .as_ref()
+            .is_some_and(|p| p.acks_wait())
+    }
+
+    /// Waits until everything this shard appended to its state log so far is durable.
+    ///
+    /// # Errors
+    /// The log failed.
+    pub async fn log_durable(&self) -> Result<(), String> {
+        let persist = self.persist.borrow().clone();
+        match persist {
+            Some(p) => p.durable(p.last_ticket()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a message not delivered to `client_id`, and logs it at warn level at most once a
+    /// second per shard (with how many went unlogged since), so a flood of drops cannot flood
+    /// the log but none is silent.
+    pub fn dropped(&self, reason: &'static str, client_id: &str) {
+        self.metrics.drop_message(reason);
+        self.metrics.drop_for_client(client_id);
+        let now = Instant::now();
+        let (last, suppressed) = self.drop_log.get();
+        if last.is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1)) {
+            self.drop_log.set((last, suppressed + 1));
+            return;
+        }
+        self.drop_log.set((Some(now), 0));
+        tracing::warn!(
+            shard = self.id,
+            client_id,
+            reason,
+            not_logged_since = suppressed,
+            "message dropped"
+        );
+    }
+
     /// The shard that arbitrates `client_id` (a stable hash, the same on every shard).
     pub fn owner_of(&self, client_id: &str) -> usize {
         let mut h = DefaultHasher::new();
@@ -254,6 +318,12 @@ impl Shard {
 
     /// Waits until every peer has applied everything this shard sent it before.
     pub async fn barrier(self: &Rc<Self>) {
+        self.barrier_with(false).await;
+    }
+
+    /// [`Shard::barrier`], and with `durable` also until every peer's state log holds what
+    /// applying it appended (a QoS 1/2 message queued there for a persistent session).
+    pub async fn barrier_with(self: &Rc<Self>, durable: bool) {
         if self.nr_shards <= 1 {
             return;
         }
@@ -263,7 +333,11 @@ impl Shard {
             .borrow_mut()
             .insert(req, (self.nr_shards - 1, tx));
         for peer in self.peers.iter().flatten() {
-            peer.push(ShardMsg::Barrier { from: self.id, req });
+            peer.push(ShardMsg::Barrier {
+                from: self.id,
+                req,
+                durable,
+            });
         }
         // Peers answer within microseconds; the bound only matters while shards shut down.
         let answered = glommio::timer::timeout(PEER_ANSWER_LIMIT, async {
@@ -394,7 +468,46 @@ impl Shard {
                     st.owners.remove(&client_id);
                 }
             }
-            ShardMsg::Barrier { from, req } => self.send(from, ShardMsg::BarrierAck { req }),
+            ShardMsg::Barrier { from, req, durable } => {
+                let persist = self.persist.borrow().clone();
+                match persist {
+                    Some(p) if durable => {
+                        let (shard, ticket) = (self.clone(), p.last_ticket());
+                        glommio::spawn_local(async move {
+                            if let Err(e) = p.durable(ticket).await {
+                                tracing::error!(shard = shard.id, error = %e, "state log failed");
+                            }
+                            shard.send(from, ShardMsg::BarrierAck { req });
+                        })
+                        .detach();
+                    }
+                    _ => self.send(from, ShardMsg::BarrierAck { req }),
+                }
+            }
+            ShardMsg::Adopt { client_id, shard } => {
+                let prev = self
+                    .state
+                    .borrow_mut()
+                    .owners
+                    .insert(client_id.clone(), shard);
+                if let Some(first) = prev.filter(|p| *p != shard) {
+                    // A crash between a takeover's two log records left the session on two
+                    // shards; keep the first registered, drop the other.
+                    tracing::warn!(shard = self.id, client_id = %client_id, kept = first, dropped = shard, "recovered session found on two shards");
+                    self.state
+                        .borrow_mut()
+                        .owners
+                        .insert(client_id.clone(), first);
+                    self.send(shard, ShardMsg::Discard { client_id });
+                }
+            }
+            ShardMsg::Discard { client_id } => {
+                let gone = self.state.borrow_mut().sessions.remove(&client_id);
+                if let Some(slot) = gone {
+                    self.track_queued(slot.state.queued_bytes, false);
+                }
+                self.log(|| Record::SessionRemove { client_id });
+            }
             ShardMsg::BarrierAck { req } => {
                 let mut pending = self.pending_barriers.borrow_mut();
                 if let Some((left, _)) = pending.get_mut(&req) {
@@ -416,6 +529,13 @@ impl Shard {
             if let Some(link) = &slot.link {
                 link.control.close(CloseRequest::TakenOver);
             }
+            self.track_queued(slot.state.queued_bytes, false);
+            if slot.persisted {
+                // The shard it goes to logs it whole when the client is attached there.
+                self.log(|| Record::SessionRemove {
+                    client_id: client_id.clone(),
+                });
+            }
             if to != self.id {
                 st.moved_to.insert(client_id, to);
             }
@@ -436,22 +556,31 @@ impl Shard {
         }
     }
 
-    /// Stores or deletes a retained message in this shard's replica.
+    /// Stores or deletes a retained message in this shard's replica. Shard 0 logs it: it
+    /// applies every change in the order all replicas do, and one copy on disk is enough.
     pub fn apply_retain(&self, topic: ByteStr, message: Option<Message>) {
-        let mut st = self.state.borrow_mut();
-        match message {
-            Some(m) => {
-                let limit = self.config.limits.max_retained_messages;
-                if st.retained.len() >= limit && !st.retained.contains_key(&topic) {
-                    drop(st);
-                    self.metrics.drop_message("retained_limit");
-                    return;
+        {
+            let mut st = self.state.borrow_mut();
+            match &message {
+                Some(m) => {
+                    let limit = self.config.limits.max_retained_messages;
+                    if st.retained.len() >= limit && !st.retained.contains_key(&topic) {
+                        drop(st);
+                        self.metrics.drop_message("retained_limit");
+                        return;
+                    }
+                    st.retained.insert(topic.clone(), m.clone());
                 }
-                st.retained.insert(topic, m);
+                None => {
+                    if st.retained.remove(&topic).is_none() {
+                        return;
+                    }
+                }
             }
-            None => {
-                st.retained.remove(&topic);
-            }
+        }
+        // `$SYS` topics are the broker's own figures, republished after a restart anyway.
+        if self.id == 0 && !topic.starts_with("$SYS/") {
+            self.log(|| Record::Retain { topic, message });
         }
     }
 
@@ -519,6 +648,7 @@ impl Shard {
         }
         let outcome = RouteOutcome {
             matched: targets.len(),
+            remote: targets.iter().any(|t| t.shard != self.id),
         };
         let now = Instant::now();
         for t in targets {
@@ -527,6 +657,7 @@ impl Shard {
                 qos: t.qos,
                 retain: t.retain,
                 subscription_ids: t.ids,
+                seq: 0,
             };
             match self.peers.get(t.shard).and_then(|p| p.as_ref()) {
                 Some(peer) => peer.push_delivery(t.client_id, delivery),
@@ -573,6 +704,10 @@ impl Shard {
             self.metrics.drop_message(DropReason::NotAuthorized.label());
             return;
         }
+        let reason_drop = |slot: &mut SessionSlot, reason: DropReason| {
+            slot.state.dropped += 1;
+            self.dropped(reason.label(), client_id);
+        };
         let limits = &self.config.limits;
         // The retained messages sent on subscribe are one burst bounded by the retained store
         // itself; the per-client bounds are for live traffic, and would cut a dashboard's
@@ -587,17 +722,17 @@ impl Shard {
         };
         if delivery.qos == QoS::AtMostOnce {
             let Some(link) = &slot.link else {
+                // Expected for QoS 0 (MQTT 3.1.1 section 4.3.1): counted, not warned about.
                 self.metrics.drop_message(DropReason::Offline.label());
                 return;
             };
             if link.outbox.len() >= max_outbox {
-                self.metrics.drop_message(DropReason::SlowConsumer.label());
+                reason_drop(slot, DropReason::SlowConsumer);
                 return;
             }
             let packet = Packet::Publish(delivery.to_publish(0, false, now));
             if encoded_len(&packet, link.protocol) > link.max_packet as usize {
-                self.metrics
-                    .drop_message(DropReason::TooLargeForClient.label());
+                reason_drop(slot, DropReason::TooLargeForClient);
                 return;
             }
             self.metrics.count_out(
@@ -607,11 +742,82 @@ impl Shard {
             link.outbox.push(packet);
             return;
         }
-        if let Err(reason) = slot.state.enqueue(delivery, max_queued, max_bytes) {
-            self.metrics.drop_message(reason.label());
-            return;
+        let before = slot.state.queued_bytes;
+        let weight = delivery.message.weight();
+        let mut over_shard = burst == Burst::Live
+            && self.queued_total.get() + weight > limits.max_shard_queued_bytes;
+        let mut result = if over_shard {
+            Err(DropReason::ShardQueueBytes)
+        } else {
+            slot.state.enqueue(delivery.clone(), max_queued, max_bytes)
+        };
+        if let Err(reason) = result {
+            match limits.queue_full_policy {
+                QueueFullPolicy::DropNewest => {}
+                QueueFullPolicy::DropOldest => {
+                    // Make room from this session's own queue; the shard-wide bound is only
+                    // helped by what this session holds.
+                    while result.is_err() {
+                        let Some((seq, w)) = slot.state.drop_oldest() else {
+                            break;
+                        };
+                        reason_drop(slot, reason);
+                        if slot.persisted {
+                            self.log(|| Record::Done {
+                                client_id: client_id.clone(),
+                                seq,
+                            });
+                        }
+                        self.queued_total
+                            .set(self.queued_total.get().saturating_sub(w));
+                        over_shard = burst == Burst::Live
+                            && self.queued_total.get() + weight > limits.max_shard_queued_bytes;
+                        result = if over_shard {
+                            Err(DropReason::ShardQueueBytes)
+                        } else {
+                            slot.state.enqueue(delivery.clone(), max_queued, max_bytes)
+                        };
+                    }
+                }
+                QueueFullPolicy::Disconnect => {
+                    if let Some(link) = &slot.link {
+                        link.control.close(CloseRequest::SlowConsumer);
+                    }
+                }
+            }
+            if let Err(reason) = result {
+                reason_drop(slot, reason);
+                return;
+            }
+        }
+        let after = slot.state.queued_bytes;
+        self.queued_total
+            .set((self.queued_total.get() + after).saturating_sub(before));
+        if slot.persisted {
+            if let Some(queued) = slot.state.queue.back() {
+                self.log(|| Record::Enqueue {
+                    client_id: client_id.clone(),
+                    delivery: queued.clone(),
+                });
+            }
         }
         self.pump(slot, now);
+    }
+
+    /// Bytes held in the session queues of this shard (bounded by `max_shard_queued_bytes`).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_total.get()
+    }
+
+    /// Adjusts the shard's queued bytes when a session with `bytes` queued arrives (`true`)
+    /// or leaves.
+    pub fn track_queued(&self, bytes: usize, arrives: bool) {
+        let total = self.queued_total.get();
+        self.queued_total.set(if arrives {
+            total + bytes
+        } else {
+            total.saturating_sub(bytes)
+        });
     }
 
     /// Moves queued QoS 1/2 messages into the in-flight window and out to the connection.
@@ -620,14 +826,29 @@ impl Shard {
             return;
         };
         let mut expired = 0;
+        let before = slot.state.queued_bytes;
         while let Some(flight) = slot.state.next_to_send(link.window, now, &mut expired) {
+            let seq = flight.delivery.seq;
             let packet = Packet::Publish(flight.delivery.to_publish(flight.pkid, false, now));
             if encoded_len(&packet, link.protocol) > link.max_packet as usize {
                 // The spec's rule: act as if it was delivered, never send it.
                 slot.state.forget(flight.pkid);
-                self.metrics
-                    .drop_message(DropReason::TooLargeForClient.label());
+                if slot.persisted {
+                    self.log(|| Record::Done {
+                        client_id: slot.state.client_id.clone(),
+                        seq,
+                    });
+                }
+                slot.state.dropped += 1;
+                self.dropped(DropReason::TooLargeForClient.label(), &slot.state.client_id);
                 continue;
+            }
+            if slot.persisted {
+                self.log(|| Record::Sent {
+                    client_id: slot.state.client_id.clone(),
+                    seq,
+                    pkid: flight.pkid,
+                });
             }
             self.metrics.count_out(
                 flight.delivery.qos,
@@ -638,6 +859,9 @@ impl Shard {
         for _ in 0..expired {
             self.metrics.drop_message(DropReason::Expired.label());
         }
+        let after = slot.state.queued_bytes;
+        self.queued_total
+            .set((self.queued_total.get() + after).saturating_sub(before));
     }
 
     /// Delivers the retained messages matching a new subscription to a local session.
@@ -662,6 +886,7 @@ impl Shard {
                 qos: options.qos.min(message.qos),
                 retain: true,
                 subscription_ids: id.into_iter().collect(),
+                seq: 0,
                 message,
             };
             self.deliver_local_as(client_id, delivery, now, Burst::RetainedOnSubscribe);
@@ -672,6 +897,12 @@ impl Shard {
     pub fn end_session(self: &Rc<Self>, client_id: &ByteStr) {
         let slot = self.state.borrow_mut().sessions.remove(client_id);
         if let Some(slot) = slot {
+            self.track_queued(slot.state.queued_bytes, false);
+            if slot.persisted {
+                self.log(|| Record::SessionRemove {
+                    client_id: client_id.clone(),
+                });
+            }
             let filters: Vec<ByteStr> = slot.state.subscriptions.keys().cloned().collect();
             if !filters.is_empty() {
                 self.broadcast(|| ShardMsg::SubRemove {
@@ -716,7 +947,7 @@ impl Shard {
         }
         let sweeps = self.sweeps.get() + 1;
         self.sweeps.set(sweeps);
-        if sweeps % 4 == 0 {
+        if sweeps.is_multiple_of(4) {
             self.publish_snapshot();
         }
         if self.stop.load(Ordering::Relaxed) && !self.stopping.get() {
@@ -749,6 +980,15 @@ impl Shard {
             .flatten()
             .map(|p| p.depth.get() as u64)
             .sum();
+        snap.queued_bytes = self.queued_total.get() as u64;
+        if let Some(p) = self.persist.borrow().as_ref() {
+            let stats = p.stats();
+            snap.persist_log_bytes = stats.log_bytes;
+            snap.persist_records = stats.records;
+            snap.persist_snapshots = stats.snapshots;
+            snap.recovery_ms = stats.recovery_ms;
+            snap.persist_torn_tails = stats.torn_tails;
+        }
         snap
     }
 

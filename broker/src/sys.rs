@@ -87,6 +87,37 @@ pub fn topics(total: &Snapshot, uptime: Duration) -> Vec<(String, String)> {
             n.to_string(),
         ));
     }
+    for (client, n) in &total.dropped_by_client {
+        // A client id may hold `/`, `+` or `#`; the topic level is kept readable, not exact.
+        let level: String = client
+            .chars()
+            .map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c })
+            .collect();
+        out.push((
+            format!("$SYS/broker/messages/dropped/client/{level}"),
+            n.to_string(),
+        ));
+    }
+    out.push((
+        "$SYS/broker/queue/bytes".into(),
+        total.queued_bytes.to_string(),
+    ));
+    out.push((
+        "$SYS/broker/persistence/log/bytes".into(),
+        total.persist_log_bytes.to_string(),
+    ));
+    out.push((
+        "$SYS/broker/persistence/records".into(),
+        total.persist_records.to_string(),
+    ));
+    out.push((
+        "$SYS/broker/persistence/recovery/ms".into(),
+        total.recovery_ms.to_string(),
+    ));
+    out.push((
+        "$SYS/broker/persistence/torn_tails".into(),
+        total.persist_torn_tails.to_string(),
+    ));
     out
 }
 

@@ -148,7 +148,7 @@ async fn offline_messages_wait_in_the_session_and_arrive_in_order() {
     sub.kill();
 
     let (publisher, _) = Client::connect(broker.port(), "ops", |_| {}).await;
-    for n in 0..10 {
+    for n in 0..10u32 {
         let qos = if n.is_multiple_of(2) {
             QoS::AtLeastOnce
         } else {
@@ -170,7 +170,7 @@ async fn offline_messages_wait_in_the_session_and_arrive_in_order() {
 
     let (mut back, present) = Client::connect(broker.port(), "reefer-12", persistent).await;
     assert!(present);
-    for n in 0..10 {
+    for n in 0..10u32 {
         let p = back.next_publish().await;
         assert_eq!(&p.payload[..], format!("setpoint {n}").as_bytes());
     }

@@ -654,6 +654,10 @@ fn insecure_setups_are_refused_at_start() {
                 enabled: false,
                 ..Default::default()
             },
+            persistence: broker::config::PersistenceSettings {
+                enabled: false,
+                ..Default::default()
+            },
             mqtt: "127.0.0.1:0".parse().unwrap(),
             http: None,
             shards: 1,

@@ -11,6 +11,7 @@ use protocol::{ByteStr, ConnAck, Connect, Packet, Properties, Protocol, PubAck, 
 use super::{Conn, Ending};
 use crate::{
     mesh::ShardMsg,
+    persist::Record,
     security::{ClientAccess, Credentials},
     session::SessionState,
     shard::{ConnLink, SessionSlot},
@@ -152,6 +153,17 @@ impl Conn {
             window,
             max_packet: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         };
+        let persisted = state.is_persistent() && self.shard.persist.borrow().is_some();
+        if persisted {
+            // The whole session, wherever it came from: the shard it left logged its removal.
+            self.shard.log(|| {
+                Record::Session(crate::persist::state::image(
+                    &state,
+                    access.identity().username(),
+                ))
+            });
+        }
+        self.shard.track_queued(state.queued_bytes, true);
         let evict = {
             let mut st = self.shard.state.borrow_mut();
             st.moved_to.remove(&client_id);
@@ -162,6 +174,7 @@ impl Conn {
                     link: Some(link),
                     conn_id: self.id,
                     access: access.clone(),
+                    persisted,
                 },
             );
             st.evict_after_claim.remove(&client_id)

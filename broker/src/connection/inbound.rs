@@ -5,7 +5,7 @@ use std::time::Instant;
 use protocol::{Packet, Properties, PubAck, Publish, QoS, ReasonCode};
 
 use super::{Conn, Ending};
-use crate::{mesh::ShardMsg, message::Message};
+use crate::{mesh::ShardMsg, message::Message, persist::Record};
 
 fn ack(pkid: u16, reason: ReasonCode) -> PubAck {
     PubAck {
@@ -65,8 +65,11 @@ impl Conn {
                 message: stored.clone(),
             });
             if qos != QoS::AtMostOnce {
-                // Acknowledge only once every shard has it: a subscribe anywhere then sees it.
-                self.shard.barrier().await;
+                // Acknowledge only once every shard has it: a subscribe anywhere then sees it
+                // (and, under fsync = "always", once shard 0 has logged it durably).
+                self.shard
+                    .barrier_with(self.shard.acks_wait_for_log())
+                    .await;
             }
         }
         let outcome = self.shard.route(&message);
@@ -78,6 +81,13 @@ impl Conn {
                 ));
             }
         }
+        if qos == QoS::ExactlyOnce {
+            // Before the durability wait: the identifier is part of what must survive.
+            self.inbound_qos2(pkid, true);
+        }
+        if qos != QoS::AtMostOnce {
+            self.await_durable(outcome.remote).await?;
+        }
         let reason = if self.protocol.is_v5() && outcome.matched == 0 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
@@ -86,10 +96,7 @@ impl Conn {
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.outbox.push(Packet::PubAck(ack(pkid, reason))),
-            QoS::ExactlyOnce => {
-                self.with_slot(|slot| slot.state.inbound_qos2.insert(pkid));
-                self.outbox.push(Packet::PubRec(ack(pkid, reason)));
-            }
+            QoS::ExactlyOnce => self.outbox.push(Packet::PubRec(ack(pkid, reason))),
         }
         Ok(())
     }
@@ -119,7 +126,7 @@ impl Conn {
             QoS::ExactlyOnce => {
                 if !v5 {
                     // The exchange goes on with PUBREL/PUBCOMP as for any accepted message.
-                    self.with_slot(|slot| slot.state.inbound_qos2.insert(pkid));
+                    self.inbound_qos2(pkid, true);
                 }
                 self.outbox.push(Packet::PubRec(ack(pkid, reason)));
             }
@@ -182,7 +189,8 @@ impl Conn {
     pub(super) fn on_puback(&mut self, a: PubAck) {
         let shard = self.shard.clone();
         self.with_slot(|slot| {
-            if slot.state.complete(a.pkid, QoS::AtLeastOnce) {
+            if let Some(seq) = slot.state.complete(a.pkid, QoS::AtLeastOnce) {
+                log_done(&shard, slot, seq);
                 shard.pump(slot, Instant::now());
             }
         });
@@ -193,11 +201,20 @@ impl Conn {
         let known = self.with_slot(|slot| {
             if a.reason.is_error() {
                 // 5.0: a PUBREC with an error ends the exchange; no PUBREL follows.
-                slot.state.forget(a.pkid);
+                if let Some(seq) = slot.state.forget(a.pkid) {
+                    log_done(&shard, slot, seq);
+                }
                 shard.pump(slot, Instant::now());
                 return None;
             }
-            Some(slot.state.received(a.pkid))
+            let seq = slot.state.received(a.pkid);
+            if let (Some(seq), true) = (seq, slot.persisted) {
+                shard.log(|| Record::Released {
+                    client_id: slot.state.client_id.clone(),
+                    seq,
+                });
+            }
+            Some(seq.is_some())
         });
         if let Some(Some(known)) = known {
             let reason = if known {
@@ -210,9 +227,7 @@ impl Conn {
     }
 
     pub(super) fn on_pubrel(&mut self, a: PubAck) {
-        let known = self
-            .with_slot(|slot| slot.state.inbound_qos2.remove(&a.pkid))
-            .unwrap_or(false);
+        let known = self.inbound_qos2(a.pkid, false);
         let reason = if known {
             ReasonCode::SUCCESS
         } else {
@@ -224,9 +239,57 @@ impl Conn {
     pub(super) fn on_pubcomp(&mut self, a: PubAck) {
         let shard = self.shard.clone();
         self.with_slot(|slot| {
-            if slot.state.complete(a.pkid, QoS::ExactlyOnce) {
+            if let Some(seq) = slot.state.complete(a.pkid, QoS::ExactlyOnce) {
+                log_done(&shard, slot, seq);
                 shard.pump(slot, Instant::now());
             }
+        });
+    }
+
+    /// Records (`add`) or releases an inbound QoS 2 packet identifier, in the session and in
+    /// the state log. False when there was nothing to change.
+    fn inbound_qos2(&self, pkid: u16, add: bool) -> bool {
+        let shard = self.shard.clone();
+        self.with_slot(|slot| {
+            let changed = if add {
+                slot.state.inbound_qos2.insert(pkid)
+            } else {
+                slot.state.inbound_qos2.remove(&pkid)
+            };
+            if changed && slot.persisted {
+                shard.log(|| Record::InboundQos2 {
+                    client_id: slot.state.client_id.clone(),
+                    pkid,
+                    add,
+                });
+            }
+            changed
+        })
+        .unwrap_or(false)
+    }
+
+    /// Waits, under `fsync = "always"`, until what this PUBLISH changed in persistent state is
+    /// durable: this shard's log, and with `remote` every other shard's.
+    async fn await_durable(&self, remote: bool) -> Result<(), Ending> {
+        if !self.shard.acks_wait_for_log() {
+            return Ok(());
+        }
+        if remote {
+            self.shard.barrier_with(true).await;
+        }
+        self.shard.log_durable().await.map_err(|e| {
+            tracing::error!(shard = self.shard.id, error = %e, "state log failed; not acknowledging");
+            Ending::ServerFailure("the broker's state log failed".into())
+        })
+    }
+}
+
+/// Logs that the outbound delivery `seq` of a session is finished.
+fn log_done(shard: &crate::shard::Shard, slot: &crate::shard::SessionSlot, seq: u64) {
+    if slot.persisted {
+        shard.log(|| Record::Done {
+            client_id: slot.state.client_id.clone(),
+            seq,
         });
     }
 }

@@ -106,6 +106,7 @@ where
         writer_task: None,
         cert_user,
         access: None,
+        publish_budget: None,
     };
     conn.run(reader, writer).await;
     shard.state.borrow_mut().connections.remove(&conn_id);
@@ -136,6 +137,8 @@ struct Conn {
     cert_user: Option<String>,
     /// Its ACL rules, once CONNECT is accepted.
     access: Option<ClientAccess>,
+    /// Publish rate budget: tokens left and when it was last refilled.
+    publish_budget: Option<(f64, Instant)>,
 }
 
 impl Conn {
@@ -226,7 +229,10 @@ impl Conn {
 
     async fn handle(&mut self, packet: Packet) -> Result<(), Ending> {
         match packet {
-            Packet::Publish(publish) => self.on_publish(publish).await,
+            Packet::Publish(publish) => {
+                self.throttle().await;
+                self.on_publish(publish).await
+            }
             Packet::PubAck(ack) => {
                 self.on_puback(ack);
                 Ok(())
@@ -276,12 +282,39 @@ impl Conn {
                 }
                 self.session_expiry = expiry;
                 self.with_slot(|slot| slot.state.expiry_interval = expiry);
+                self.log_subscriptions();
             }
         }
         Ending::ClientDisconnect {
             keep_will: self.protocol.is_v5()
                 && d.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
         }
+    }
+
+    /// Holds this connection's reading back when it publishes faster than `max_publish_rate`
+    /// (a token bucket with one second of burst): the publisher's TCP window fills and it
+    /// slows down, and nothing it sent is dropped. Other connections are not affected.
+    async fn throttle(&mut self) {
+        let rate = self.shard.config.limits.max_publish_rate;
+        if rate == 0 {
+            return;
+        }
+        let rate = f64::from(rate);
+        let refill = |bucket: &mut (f64, Instant)| {
+            let now = Instant::now();
+            bucket.0 = (bucket.0 + now.duration_since(bucket.1).as_secs_f64() * rate).min(rate);
+            bucket.1 = now;
+        };
+        let mut bucket = self.publish_budget.unwrap_or((rate, Instant::now()));
+        refill(&mut bucket);
+        if bucket.0 < 1.0 {
+            bump(&self.shard.metrics.publish_throttled, 1);
+            let wait = Duration::from_secs_f64((1.0 - bucket.0) / rate);
+            glommio::timer::sleep(wait).await;
+            refill(&mut bucket);
+        }
+        bucket.0 -= 1.0;
+        self.publish_budget = Some(bucket);
     }
 
     fn start_writer<W: AsyncWrite + Unpin + 'static>(&mut self, writer: W, alias_max: u16) {

@@ -7,7 +7,7 @@ use protocol::{
 };
 
 use super::{Conn, Ending};
-use crate::{mesh::ShardMsg, session::SessionSubscription};
+use crate::{mesh::ShardMsg, persist::Record, session::SessionSubscription};
 
 impl Conn {
     pub(super) async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Ending> {
@@ -79,6 +79,7 @@ impl Conn {
                 retained.push((sub.filter, sub.options));
             }
         }
+        self.log_subscriptions();
         // Acknowledge only when every shard routes with the new subscriptions.
         self.shard.barrier().await;
         self.outbox.push(Packet::SubAck(SubAck {
@@ -90,6 +91,25 @@ impl Conn {
             self.shard.send_retained(&client_id, &filter, options, id);
         }
         Ok(())
+    }
+
+    /// Logs the session's subscriptions and expiry as they are now, when it is persisted.
+    pub(super) fn log_subscriptions(&self) {
+        let shard = self.shard.clone();
+        self.with_slot(|slot| {
+            if slot.persisted {
+                shard.log(|| Record::Subscriptions {
+                    client_id: slot.state.client_id.clone(),
+                    expiry: slot.state.expiry_interval,
+                    subscriptions: slot
+                        .state
+                        .subscriptions
+                        .iter()
+                        .map(|(f, s)| (f.clone(), *s))
+                        .collect(),
+                });
+            }
+        });
     }
 
     fn may_subscribe(&mut self, filter: &str) -> bool {
@@ -117,6 +137,7 @@ impl Conn {
             }
         }
         if !removed.is_empty() {
+            self.log_subscriptions();
             self.shard.broadcast(|| ShardMsg::SubRemove {
                 client_id: client_id.clone(),
                 filters: removed.clone(),

@@ -29,6 +29,11 @@ impl TestBroker {
                 enabled: false,
                 ..Default::default()
             },
+            // Tests that need state across restarts opt in with a temporary directory.
+            persistence: broker::config::PersistenceSettings {
+                enabled: false,
+                ..Default::default()
+            },
             mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             shards: 2,

@@ -84,6 +84,32 @@ impl Raw {
         }
     }
 
+    /// The next packet within `wait`, or `None` if none came (or the broker closed).
+    pub fn recv_within(&mut self, wait: Duration) -> Option<Packet> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(p) =
+                decode(&mut self.buf, self.protocol, u32::MAX).expect("valid from broker")
+            {
+                return Some(p);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Reads until the broker closes the socket; returns the packets seen on the way.
     pub fn until_closed(&mut self, wait: Duration) -> Vec<Packet> {
         let mut seen = Vec::new();

@@ -1,0 +1,174 @@
+//! Rebuilding a shard's persistent state from a snapshot and the log, and taking a session's
+//! image for a record.
+
+use std::collections::{HashMap, HashSet};
+
+use protocol::ByteStr;
+
+use super::record::{Record, SessionImage};
+use crate::{
+    message::Message,
+    session::{Inflight, SessionState},
+};
+
+/// What recovery rebuilt for one shard.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Sessions, offline.
+    pub sessions: HashMap<ByteStr, SessionState>,
+    /// Retained messages (only shard 0 logs them).
+    pub retained: HashMap<ByteStr, Message>,
+    /// The user each session authenticated as.
+    pub usernames: HashMap<ByteStr, Option<ByteStr>>,
+}
+
+impl Recovered {
+    /// Applies one record. Redo-safe: applying a record the state already reflects is a no-op,
+    /// which is what lets a snapshot overlap the log segment that follows it.
+    pub fn apply(&mut self, record: Record) {
+        match record {
+            Record::Session(mut image) => {
+                self.usernames
+                    .insert(image.client_id.clone(), image.username.take());
+                let state = from_image(image);
+                self.sessions.insert(state.client_id.clone(), state);
+            }
+            Record::Subscriptions {
+                client_id,
+                expiry,
+                subscriptions,
+            } => {
+                let s = self
+                    .sessions
+                    .entry(client_id.clone())
+                    .or_insert_with(|| SessionState::new(client_id, expiry));
+                s.expiry_interval = expiry;
+                s.subscriptions = subscriptions.into_iter().collect();
+            }
+            Record::SessionRemove { client_id } => {
+                self.sessions.remove(&client_id);
+                self.usernames.remove(&client_id);
+            }
+            Record::Enqueue {
+                client_id,
+                delivery,
+            } => {
+                let Some(s) = self.sessions.get_mut(&client_id) else {
+                    return;
+                };
+                let seq = delivery.seq;
+                let known = s.queue.iter().any(|d| d.seq == seq)
+                    || s.inflight.iter().any(|f| f.delivery.seq == seq);
+                if !known {
+                    s.queued_bytes += delivery.message.weight();
+                    s.queue.push_back(delivery);
+                }
+                s.next_seq = s.next_seq.max(seq + 1);
+            }
+            Record::Sent {
+                client_id,
+                seq,
+                pkid,
+            } => {
+                let Some(s) = self.sessions.get_mut(&client_id) else {
+                    return;
+                };
+                if let Some(i) = s.queue.iter().position(|d| d.seq == seq) {
+                    if let Some(delivery) = s.queue.remove(i) {
+                        s.queued_bytes = s.queued_bytes.saturating_sub(delivery.message.weight());
+                        s.inflight.push_back(Inflight {
+                            pkid,
+                            delivery,
+                            released: false,
+                        });
+                    }
+                }
+            }
+            Record::Released { client_id, seq } => {
+                if let Some(f) = self
+                    .sessions
+                    .get_mut(&client_id)
+                    .and_then(|s| s.inflight.iter_mut().find(|f| f.delivery.seq == seq))
+                {
+                    f.released = true;
+                }
+            }
+            Record::Done { client_id, seq } => {
+                let Some(s) = self.sessions.get_mut(&client_id) else {
+                    return;
+                };
+                if let Some(i) = s.inflight.iter().position(|f| f.delivery.seq == seq) {
+                    s.inflight.remove(i);
+                } else if let Some(i) = s.queue.iter().position(|d| d.seq == seq) {
+                    if let Some(d) = s.queue.remove(i) {
+                        s.queued_bytes = s.queued_bytes.saturating_sub(d.message.weight());
+                    }
+                }
+            }
+            Record::InboundQos2 {
+                client_id,
+                pkid,
+                add,
+            } => {
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    if add {
+                        s.inbound_qos2.insert(pkid);
+                    } else {
+                        s.inbound_qos2.remove(&pkid);
+                    }
+                }
+            }
+            Record::Retain { topic, message } => match message {
+                Some(m) => {
+                    self.retained.insert(topic, m);
+                }
+                None => {
+                    self.retained.remove(&topic);
+                }
+            },
+            Record::SnapshotHeader { .. } => {}
+        }
+    }
+}
+
+/// The image of a session, for a [`Record::Session`].
+pub fn image(s: &SessionState, username: Option<&str>) -> SessionImage {
+    SessionImage {
+        username: username.map(ByteStr::from),
+        client_id: s.client_id.clone(),
+        expiry: s.expiry_interval,
+        subscriptions: s
+            .subscriptions
+            .iter()
+            .map(|(f, sub)| (f.clone(), *sub))
+            .collect(),
+        inflight: s
+            .inflight
+            .iter()
+            .map(|f| (f.pkid, f.released, f.delivery.clone()))
+            .collect(),
+        queue: s.queue.iter().cloned().collect(),
+        inbound_qos2: s.inbound_qos2.iter().copied().collect(),
+        next_seq: s.next_seq,
+    }
+}
+
+/// The session an image describes.
+fn from_image(image: SessionImage) -> SessionState {
+    let mut s = SessionState::new(image.client_id, image.expiry);
+    s.subscriptions = image.subscriptions.into_iter().collect();
+    s.inflight = image
+        .inflight
+        .into_iter()
+        .map(|(pkid, released, delivery)| Inflight {
+            pkid,
+            delivery,
+            released,
+        })
+        .collect();
+    s.queued_bytes = image.queue.iter().map(|d| d.message.weight()).sum();
+    s.queue = image.queue.into_iter().collect();
+    s.inbound_qos2 = image.inbound_qos2.into_iter().collect::<HashSet<u16>>();
+    s.next_seq = image.next_seq;
+    s
+}

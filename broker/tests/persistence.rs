@@ -1,0 +1,415 @@
+//! Broker state across restarts: sessions, subscriptions, owed QoS 1/2 messages and retained
+//! messages come back from `{state}/shard-{n}/`; a torn log tail is cut off and reported.
+//! Clients are raw MQTT 5.0 peers, so packet identifiers, DUP flags and acknowledgements are
+//! exactly what the test says.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use bytes::Bytes;
+use common::{raw::Raw, TestBroker};
+use protocol::{
+    ByteStr, Packet, Properties, Protocol, PubAck, Publish, QoS, ReasonCode, Subscribe,
+    Subscription, SubscriptionOptions,
+};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn start(dir: &Path, adjust: impl FnOnce(&mut broker::Config)) -> TestBroker {
+    let dir = dir.to_path_buf();
+    TestBroker::with(move |c| {
+        c.persistence.enabled = true;
+        c.persistence.dir = dir;
+        adjust(c);
+    })
+}
+
+fn stop(broker: TestBroker) {
+    broker.handle.shutdown();
+    broker.handle.join().unwrap();
+}
+
+/// A 5.0 connection with a session that outlives it (or not); returns it and session present.
+fn connect(port: u16, id: &str, persistent: bool) -> (Raw, bool) {
+    let mut raw = Raw::open(port, Protocol::V5);
+    let mut connect = Raw::connect_packet(Protocol::V5, id, 60, None);
+    if let Packet::Connect(c) = &mut connect {
+        c.clean_start = !persistent;
+        if persistent {
+            c.properties.session_expiry_interval = Some(3600);
+        }
+    }
+    raw.send(&connect);
+    match raw.recv(WAIT) {
+        Some(Packet::ConnAck(ack)) => {
+            assert_eq!(ack.reason, ReasonCode::SUCCESS);
+            (raw, ack.session_present)
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+fn subscribe(raw: &mut Raw, filter: &str, qos: QoS) {
+    raw.send(&Packet::Subscribe(Subscribe {
+        pkid: 1,
+        subscriptions: vec![Subscription {
+            filter: ByteStr::from(filter),
+            options: SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+        }],
+        properties: Properties::default(),
+    }));
+    match raw.recv(WAIT) {
+        Some(Packet::SubAck(_)) => {}
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+fn ack(pkid: u16) -> PubAck {
+    PubAck {
+        pkid,
+        reason: ReasonCode::SUCCESS,
+        properties: Properties::default(),
+    }
+}
+
+/// Publishes and completes the QoS 1/2 exchange.
+fn publish(raw: &mut Raw, pkid: u16, topic: &str, payload: &str, qos: QoS, retain: bool) {
+    publish_with(raw, pkid, topic, payload, qos, retain, None);
+}
+
+fn publish_with(
+    raw: &mut Raw,
+    pkid: u16,
+    topic: &str,
+    payload: &str,
+    qos: QoS,
+    retain: bool,
+    expiry: Option<u32>,
+) {
+    raw.send(&Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: ByteStr::from(topic),
+        pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        properties: Properties {
+            message_expiry_interval: expiry,
+            ..Default::default()
+        },
+    }));
+    match qos {
+        QoS::AtMostOnce => {}
+        QoS::AtLeastOnce => match raw.recv(WAIT) {
+            Some(Packet::PubAck(a)) => assert_eq!(a.pkid, pkid),
+            other => panic!("expected PUBACK, got {other:?}"),
+        },
+        QoS::ExactlyOnce => {
+            match raw.recv(WAIT) {
+                Some(Packet::PubRec(a)) => assert_eq!(a.pkid, pkid),
+                other => panic!("expected PUBREC, got {other:?}"),
+            }
+            raw.send(&Packet::PubRel(ack(pkid)));
+            match raw.recv(WAIT) {
+                Some(Packet::PubComp(a)) => assert_eq!(a.pkid, pkid),
+                other => panic!("expected PUBCOMP, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// Receives PUBLISH packets until `quiet` passes without one (acknowledging none).
+fn drain(raw: &mut Raw, quiet: Duration) -> Vec<Publish> {
+    let mut out = Vec::new();
+    loop {
+        let deadline = std::time::Instant::now() + quiet;
+        let mut got = None;
+        while std::time::Instant::now() < deadline {
+            if let Some(Packet::Publish(p)) = raw.recv_within(Duration::from_millis(50)) {
+                got = Some(p);
+                break;
+            }
+        }
+        match got {
+            Some(p) => out.push(p),
+            None => return out,
+        }
+    }
+}
+
+fn text(p: &Publish) -> String {
+    String::from_utf8_lossy(&p.payload).into_owned()
+}
+
+fn disconnect(mut raw: Raw) {
+    raw.send(&Packet::Disconnect(protocol::Disconnect {
+        reason: ReasonCode::SUCCESS,
+        properties: Properties::default(),
+    }));
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+#[test]
+fn sessions_owed_messages_and_retained_come_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {});
+    let port = broker.port();
+    // Several subscribers, so that sessions sit on both shards.
+    let ids: Vec<String> = (0..6).map(|i| format!("truck-{i}")).collect();
+    for id in &ids {
+        let (mut sub, present) = connect(port, id, true);
+        assert!(!present);
+        subscribe(&mut sub, "fleet/+/alerts", QoS::AtLeastOnce);
+        subscribe(&mut sub, "fleet/+/cmd", QoS::ExactlyOnce);
+        disconnect(sub);
+    }
+    let (mut publisher, _) = connect(port, "dispatcher", false);
+    for i in 0..10u16 {
+        publish(
+            &mut publisher,
+            i + 1,
+            "fleet/1/alerts",
+            &format!("a{i}"),
+            QoS::AtLeastOnce,
+            false,
+        );
+        publish(
+            &mut publisher,
+            i + 100,
+            "fleet/1/cmd",
+            &format!("c{i}"),
+            QoS::ExactlyOnce,
+            false,
+        );
+    }
+    publish(
+        &mut publisher,
+        500,
+        "fleet/1/status",
+        "online",
+        QoS::AtLeastOnce,
+        true,
+    );
+    publish(
+        &mut publisher,
+        501,
+        "fleet/2/status",
+        "parked",
+        QoS::AtLeastOnce,
+        true,
+    );
+    publish_with(
+        &mut publisher,
+        502,
+        "fleet/3/status",
+        "gone soon",
+        QoS::AtLeastOnce,
+        true,
+        Some(1),
+    );
+    // A retained message deleted before the restart stays deleted.
+    publish(
+        &mut publisher,
+        503,
+        "fleet/4/status",
+        "old",
+        QoS::AtLeastOnce,
+        true,
+    );
+    publish(
+        &mut publisher,
+        504,
+        "fleet/4/status",
+        "",
+        QoS::AtLeastOnce,
+        true,
+    );
+    disconnect(publisher);
+    stop(broker);
+    // Let the retained message with a 1 s expiry expire while the broker is down.
+    std::thread::sleep(Duration::from_millis(1200));
+
+    let broker = start(dir.path(), |_| {});
+    let port = broker.port();
+    for id in &ids {
+        let (mut sub, present) = connect(port, id, true);
+        assert!(present, "{id}: session present after the restart");
+        let got = drain(&mut sub, Duration::from_millis(400));
+        let alerts: Vec<String> = got
+            .iter()
+            .filter(|p| p.topic.as_ref() == "fleet/1/alerts")
+            .map(text)
+            .collect();
+        let cmds: Vec<String> = got
+            .iter()
+            .filter(|p| p.topic.as_ref() == "fleet/1/cmd")
+            .map(text)
+            .collect();
+        let want_a: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+        let want_c: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+        // The in-flight window (Receive Maximum: none given, so all) sends everything owed.
+        assert_eq!(alerts, want_a, "{id}: QoS 1 messages in order");
+        assert_eq!(cmds, want_c, "{id}: QoS 2 messages in order");
+        disconnect(sub);
+    }
+    // The subscriptions came back too: a live publish reaches a recovered session.
+    let (mut sub, present) = connect(port, &ids[0], true);
+    assert!(present);
+    let (mut publisher, _) = connect(port, "dispatcher", false);
+    publish(
+        &mut publisher,
+        1,
+        "fleet/9/alerts",
+        "live",
+        QoS::AtLeastOnce,
+        false,
+    );
+    let got = drain(&mut sub, Duration::from_millis(300));
+    assert!(
+        got.iter().any(|p| text(p) == "live"),
+        "live message after restart: {got:?}"
+    );
+    // Retained: present, the expired one gone, the deleted one still deleted.
+    let (mut fresh, _) = connect(port, "dashboard", false);
+    subscribe(&mut fresh, "fleet/+/status", QoS::AtLeastOnce);
+    let mut retained: Vec<(String, String)> = drain(&mut fresh, Duration::from_millis(300))
+        .iter()
+        .map(|p| (p.topic.to_string(), text(p)))
+        .collect();
+    retained.sort();
+    assert_eq!(
+        retained,
+        vec![
+            ("fleet/1/status".to_string(), "online".to_string()),
+            ("fleet/2/status".to_string(), "parked".to_string()),
+        ]
+    );
+    stop(broker);
+}
+
+#[test]
+fn qos2_in_progress_on_both_sides_is_exactly_once_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {});
+    let port = broker.port();
+    let (mut sub, _) = connect(port, "sub", true);
+    subscribe(&mut sub, "t/#", QoS::ExactlyOnce);
+    let (mut publisher, _) = connect(port, "pub", true);
+    // The publisher sends QoS 2 and gets PUBREC, but the broker stops before PUBREL.
+    publisher.send(&Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: ByteStr::from("t/1"),
+        pkid: 7,
+        payload: Bytes::from_static(b"once"),
+        properties: Properties::default(),
+    }));
+    assert!(matches!(publisher.recv(WAIT), Some(Packet::PubRec(a)) if a.pkid == 7));
+    // The subscriber receives it and sends PUBREC, but not yet PUBCOMP.
+    let first = match sub.recv(WAIT) {
+        Some(Packet::Publish(p)) => p,
+        other => panic!("expected PUBLISH, got {other:?}"),
+    };
+    sub.send(&Packet::PubRec(ack(first.pkid)));
+    assert!(matches!(sub.recv(WAIT), Some(Packet::PubRel(a)) if a.pkid == first.pkid));
+    drop(sub);
+    drop(publisher);
+    std::thread::sleep(Duration::from_millis(100));
+    stop(broker);
+
+    let broker = start(dir.path(), |_| {});
+    let port = broker.port();
+    // The publisher resends the PUBLISH with DUP: acknowledged, not routed again.
+    let (mut publisher, present) = connect(port, "pub", true);
+    assert!(present);
+    publisher.send(&Packet::Publish(Publish {
+        dup: true,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: ByteStr::from("t/1"),
+        pkid: 7,
+        payload: Bytes::from_static(b"once"),
+        properties: Properties::default(),
+    }));
+    assert!(matches!(publisher.recv(WAIT), Some(Packet::PubRec(a)) if a.pkid == 7));
+    publisher.send(&Packet::PubRel(ack(7)));
+    assert!(matches!(publisher.recv(WAIT), Some(Packet::PubComp(a)) if a.pkid == 7));
+    // The subscriber is owed a PUBREL for the same packet identifier, and nothing else.
+    let (mut sub, present) = connect(port, "sub", true);
+    assert!(present);
+    match sub.recv(WAIT) {
+        Some(Packet::PubRel(a)) => assert_eq!(a.pkid, first.pkid),
+        other => panic!("expected PUBREL, got {other:?}"),
+    }
+    sub.send(&Packet::PubComp(ack(first.pkid)));
+    assert!(drain(&mut sub, Duration::from_millis(300)).is_empty());
+    stop(broker);
+}
+
+/// The newest log segment of every shard.
+fn newest_logs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(dir).unwrap() {
+        let mut logs: Vec<_> = std::fs::read_dir(shard.unwrap().path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        out.extend(logs.pop());
+    }
+    out
+}
+
+#[test]
+fn a_torn_log_tail_is_cut_off_and_reported_and_state_before_it_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {});
+    let port = broker.port();
+    let (mut sub, _) = connect(port, "sub", true);
+    subscribe(&mut sub, "t/#", QoS::AtLeastOnce);
+    disconnect(sub);
+    let (mut publisher, _) = connect(port, "pub", false);
+    for i in 0..5u16 {
+        publish(
+            &mut publisher,
+            i + 1,
+            "t/x",
+            &format!("m{i}"),
+            QoS::AtLeastOnce,
+            false,
+        );
+    }
+    disconnect(publisher);
+    stop(broker);
+    for log in newest_logs(dir.path()) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+        // A frame header announcing 200 bytes, then only part of them: a torn write.
+        f.write_all(&200u32.to_le_bytes()).unwrap();
+        f.write_all(&[0xAB; 40]).unwrap();
+    }
+
+    let broker = start(dir.path(), |_| {});
+    let (mut sub, present) = connect(broker.port(), "sub", true);
+    assert!(present);
+    let got: Vec<String> = drain(&mut sub, Duration::from_millis(300))
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(got, vec!["m0", "m1", "m2", "m3", "m4"]);
+    std::thread::sleep(Duration::from_millis(1300));
+    let total = broker::metrics::Snapshot::total(&broker.handle.snapshots());
+    assert!(
+        total.persist_torn_tails >= 1,
+        "torn tails reported: {total:?}"
+    );
+    stop(broker);
+}
