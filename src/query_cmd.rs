@@ -77,3 +77,32 @@ pub fn write_out(
         other => other.map_err(classify),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(data: &std::path::Path, sql: &str, format: &str) -> anyhow::Result<()> {
+        run(QueryArgs {
+            data: data.to_owned(),
+            sql: sql.to_owned(),
+            format: format.to_owned(),
+            output: Some(data.join("out")),
+        })
+    }
+
+    #[test]
+    fn bad_sql_and_bad_flags_exit_2_other_failures_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = query(dir.path(), "SELECT nope FROM gps", "table").unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some());
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = query(dir.path(), "SELECT 1", "xml").unwrap_err();
+        assert!(err.to_string().contains("unknown format `xml`"), "{err}");
+        let err = query(&dir.path().join("missing"), "SELECT 1", "csv").unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        query(dir.path(), "SELECT count(*) AS n FROM reefer", "csv").unwrap();
+        let out = std::fs::read_to_string(dir.path().join("out")).unwrap();
+        assert_eq!(out, "n\n0\n");
+    }
+}

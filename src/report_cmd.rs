@@ -173,3 +173,70 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         output::write(format, &schema, &[batch], out)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReportArgs,
+    }
+
+    fn options(argv: &[&str]) -> anyhow::Result<(ReportKind, Format, ReportOptions)> {
+        let cli = Cli::try_parse_from(std::iter::once("report").chain(argv.iter().copied()))?;
+        cli.args.options()
+    }
+
+    fn usage(argv: &[&str]) -> String {
+        let err = options(argv).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn flags_become_the_report_configuration() {
+        let (kind, format, opts) = options(&[
+            "trips",
+            "--vehicle",
+            "truck-7",
+            "--from",
+            "2025-01-06",
+            "--format",
+            "json",
+            "--min-stop",
+            "5m",
+            "--min-trip-m",
+            "500",
+            "--band=-25,-15",
+            "--window",
+            "1h",
+            "--chart",
+            "map.svg",
+        ])
+        .unwrap();
+        assert_eq!((kind, format), (ReportKind::Trips, Format::Json));
+        assert_eq!(opts.filter.vehicle.as_deref(), Some("truck-7"));
+        assert_eq!(opts.filter.from_ms, Some(1_736_121_600_000));
+        assert_eq!(
+            (opts.trips.min_stop_s, opts.trips.min_trip_m),
+            (300.0, 500.0)
+        );
+        assert_eq!(opts.band.map(|b| (b.low_c, b.high_c)), Some((-25.0, -15.0)));
+        assert_eq!(opts.window_ms, Some(3_600_000));
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors_naming_the_flag() {
+        assert!(usage(&["speeding"]).contains("unknown report `speeding`"));
+        assert!(usage(&["excursions", "--band", "8,2"]).contains("--band"));
+        assert!(usage(&["summary", "--chart", "x.svg"]).contains("has no chart"));
+        assert!(usage(&["trips", "--chart", "x.jpg"]).contains(".svg or .png"));
+        assert!(usage(&["trips", "--format", "parquet"]).contains("table, csv or json"));
+        assert!(usage(&["trips", "--from", "soon"]).contains("--from soon"));
+        assert!(usage(&["trips", "--vehicle", "a b"]).contains("--vehicle"));
+        assert!(usage(&["geofence", "--fences", "/nonexistent.geojson"]).contains("--fences"));
+    }
+}

@@ -2,7 +2,8 @@
 //! analysis.
 //!
 //! JSON is one array of row objects keyed by column name (`design.md`, "Command line"), so
-//! `jq '.[] | .distance_m'` works; timestamps are RFC 3339 strings in UTC.
+//! `jq '.[] | .distance_m'` works; every object has every column (`null` where unknown);
+//! timestamps are RFC 3339 strings in UTC.
 
 use std::{io::Write, str::FromStr};
 
@@ -74,7 +75,10 @@ pub fn write<W: Write + Send>(
         }
         Format::Json => {
             let mut buf = Vec::new();
-            let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+            // Explicit nulls: every object has every column, so consumers need no defaults.
+            let mut writer = datafusion::arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut buf);
             for batch in batches {
                 writer.write(batch).map_err(output_err)?;
             }

@@ -112,6 +112,12 @@ fn formats() {
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["vehicle_id"], "truck-00000");
     assert!(rows[0]["fixes"].as_i64().unwrap() > 6000);
+    let nulls = render(
+        &catalog,
+        "SELECT 1 AS a, CAST(NULL AS DOUBLE) AS b_m",
+        Format::Json,
+    );
+    assert_eq!(nulls.trim(), r#"[{"a":1,"b_m":null}]"#);
     let empty = render(
         &catalog,
         "SELECT * FROM gps WHERE speed_kmh < 0",
