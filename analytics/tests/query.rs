@@ -171,3 +171,33 @@ fn an_empty_archive_has_empty_tables() {
         .unwrap_err()
         .is_usage());
 }
+
+#[test]
+fn rejects_are_queryable_with_their_reason() {
+    use ingest::{Archive, ArchiveConfig, Record, WalPosition};
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::open(ArchiveConfig::new(dir.path())).unwrap();
+    let t = 1_736_143_200_000;
+    archive.submit(
+        0,
+        WalPosition::new(1, 1),
+        vec![
+            Record::new("fleet/t-1/gps", &b"{\"ts\":1"[..], t),
+            Record::new("fleet/t-1/reefer", &b"{\"ts\":1,\"seq\":0}"[..], t + 1),
+        ],
+    );
+    archive.close().unwrap();
+    let catalog = Catalog::open(dir.path()).unwrap();
+    let csv = render(
+        &catalog,
+        "SELECT date, topic, reason FROM rejects ORDER BY received_at",
+        Format::Csv,
+    );
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[1].starts_with("2025-01-06,fleet/t-1/gps,"), "{csv}");
+    assert!(
+        lines[2].starts_with("2025-01-06,fleet/t-1/reefer,"),
+        "{csv}"
+    );
+}
