@@ -10,13 +10,11 @@ mod common;
 use std::{path::Path, time::Duration};
 
 use bytes::Bytes;
-use common::{raw::Raw, TestBroker};
-use protocol::{
-    ByteStr, Packet, Properties, Protocol, PubAck, Publish, QoS, ReasonCode, Subscribe,
-    Subscription, SubscriptionOptions,
+use common::{
+    v5::{ack, connect, disconnect, drain, publish, publish_with, subscribe, text, WAIT},
+    TestBroker,
 };
-
-const WAIT: Duration = Duration::from_secs(5);
+use protocol::{ByteStr, Packet, Properties, Publish, QoS};
 
 fn start(dir: &Path, adjust: impl FnOnce(&mut broker::Config)) -> TestBroker {
     let dir = dir.to_path_buf();
@@ -30,129 +28,6 @@ fn start(dir: &Path, adjust: impl FnOnce(&mut broker::Config)) -> TestBroker {
 fn stop(broker: TestBroker) {
     broker.handle.shutdown();
     broker.handle.join().unwrap();
-}
-
-/// A 5.0 connection with a session that outlives it (or not); returns it and session present.
-fn connect(port: u16, id: &str, persistent: bool) -> (Raw, bool) {
-    let mut raw = Raw::open(port, Protocol::V5);
-    let mut connect = Raw::connect_packet(Protocol::V5, id, 60, None);
-    if let Packet::Connect(c) = &mut connect {
-        c.clean_start = !persistent;
-        if persistent {
-            c.properties.session_expiry_interval = Some(3600);
-        }
-    }
-    raw.send(&connect);
-    match raw.recv(WAIT) {
-        Some(Packet::ConnAck(ack)) => {
-            assert_eq!(ack.reason, ReasonCode::SUCCESS);
-            (raw, ack.session_present)
-        }
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
-}
-
-fn subscribe(raw: &mut Raw, filter: &str, qos: QoS) {
-    raw.send(&Packet::Subscribe(Subscribe {
-        pkid: 1,
-        subscriptions: vec![Subscription {
-            filter: ByteStr::from(filter),
-            options: SubscriptionOptions {
-                qos,
-                ..Default::default()
-            },
-        }],
-        properties: Properties::default(),
-    }));
-    match raw.recv(WAIT) {
-        Some(Packet::SubAck(_)) => {}
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
-fn ack(pkid: u16) -> PubAck {
-    PubAck {
-        pkid,
-        reason: ReasonCode::SUCCESS,
-        properties: Properties::default(),
-    }
-}
-
-/// Publishes and completes the QoS 1/2 exchange.
-fn publish(raw: &mut Raw, pkid: u16, topic: &str, payload: &str, qos: QoS, retain: bool) {
-    publish_with(raw, pkid, topic, payload, qos, retain, None);
-}
-
-fn publish_with(
-    raw: &mut Raw,
-    pkid: u16,
-    topic: &str,
-    payload: &str,
-    qos: QoS,
-    retain: bool,
-    expiry: Option<u32>,
-) {
-    raw.send(&Packet::Publish(Publish {
-        dup: false,
-        qos,
-        retain,
-        topic: ByteStr::from(topic),
-        pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
-        payload: Bytes::copy_from_slice(payload.as_bytes()),
-        properties: Properties {
-            message_expiry_interval: expiry,
-            ..Default::default()
-        },
-    }));
-    match qos {
-        QoS::AtMostOnce => {}
-        QoS::AtLeastOnce => match raw.recv(WAIT) {
-            Some(Packet::PubAck(a)) => assert_eq!(a.pkid, pkid),
-            other => panic!("expected PUBACK, got {other:?}"),
-        },
-        QoS::ExactlyOnce => {
-            match raw.recv(WAIT) {
-                Some(Packet::PubRec(a)) => assert_eq!(a.pkid, pkid),
-                other => panic!("expected PUBREC, got {other:?}"),
-            }
-            raw.send(&Packet::PubRel(ack(pkid)));
-            match raw.recv(WAIT) {
-                Some(Packet::PubComp(a)) => assert_eq!(a.pkid, pkid),
-                other => panic!("expected PUBCOMP, got {other:?}"),
-            }
-        }
-    }
-}
-
-/// Receives PUBLISH packets until `quiet` passes without one (acknowledging none).
-fn drain(raw: &mut Raw, quiet: Duration) -> Vec<Publish> {
-    let mut out = Vec::new();
-    loop {
-        let deadline = std::time::Instant::now() + quiet;
-        let mut got = None;
-        while std::time::Instant::now() < deadline {
-            if let Some(Packet::Publish(p)) = raw.recv_within(Duration::from_millis(50)) {
-                got = Some(p);
-                break;
-            }
-        }
-        match got {
-            Some(p) => out.push(p),
-            None => return out,
-        }
-    }
-}
-
-fn text(p: &Publish) -> String {
-    String::from_utf8_lossy(&p.payload).into_owned()
-}
-
-fn disconnect(mut raw: Raw) {
-    raw.send(&Packet::Disconnect(protocol::Disconnect {
-        reason: ReasonCode::SUCCESS,
-        properties: Properties::default(),
-    }));
-    std::thread::sleep(Duration::from_millis(50));
 }
 
 #[test]

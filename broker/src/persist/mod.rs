@@ -345,12 +345,16 @@ impl Persist {
         })
     }
 
-    /// Buffers `record` for the next group commit.
+    /// Buffers `record` for the next group commit. Once the log has failed nothing is
+    /// buffered (it could never be written, and memory must stay bounded); the failure was
+    /// logged, and [`Persist::durable`] reports it to whoever waits.
     pub fn append(&self, record: &Record) -> Ticket {
         let mut w = codec::Writer::default();
         record.encode(&mut w);
         let mut pending = self.inner.pending.borrow_mut();
-        frame::encode(&w.buf, &mut pending.frames);
+        if pending.failed.is_none() {
+            frame::encode(&w.buf, &mut pending.frames);
+        }
         pending.issued += 1;
         if let Some(waker) = pending.task_waker.take() {
             waker.wake();

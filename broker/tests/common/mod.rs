@@ -5,6 +5,7 @@
 
 pub mod pki;
 pub mod raw;
+pub mod v5;
 
 use std::{net::SocketAddr, time::Duration};
 

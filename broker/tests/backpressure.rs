@@ -1,0 +1,204 @@
+//! Back-pressure is never silent: a slow QoS 0 subscriber loses messages (counted by reason and
+//! client) while a fast one gets everything; a full session queue follows the configured
+//! policy; a publisher over its rate is slowed down, not cut off.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{
+    raw::Raw,
+    v5::{connect, disconnect, drain, publish, subscribe, text, WAIT},
+    TestBroker,
+};
+use protocol::{ByteStr, Packet, Properties, Protocol, Publish, QoS, ReasonCode};
+
+/// The broker's figures summed over shards, once every shard has published them.
+fn figures(broker: &TestBroker) -> broker::metrics::Snapshot {
+    std::thread::sleep(Duration::from_millis(1300));
+    broker::metrics::Snapshot::total(&broker.handle.snapshots())
+}
+
+#[test]
+fn slow_qos0_subscriber_loses_counted_messages_while_a_fast_one_gets_all() {
+    let broker = TestBroker::with(|c| c.limits.max_outbox_packets = 64);
+    let port = broker.port();
+    // Subscribes and then never reads: its socket buffers and outbox fill up.
+    let (mut slow, _) = connect(port, "slow", false);
+    subscribe(&mut slow, "load/#", QoS::AtMostOnce);
+    let (mut fast, _) = connect(port, "fast", false);
+    subscribe(&mut fast, "load/#", QoS::AtMostOnce);
+    const N: usize = 1000;
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.len() < N && Instant::now() < deadline {
+            if let Some(Packet::Publish(p)) = fast.recv_within(Duration::from_millis(200)) {
+                got.push(u32::from_be_bytes(p.payload[..4].try_into().unwrap()));
+            }
+        }
+        got
+    });
+    let (mut publisher, _) = connect(port, "loader", false);
+    for n in 0..N as u32 {
+        let mut payload = vec![0u8; 32 * 1024];
+        payload[..4].copy_from_slice(&n.to_be_bytes());
+        publisher.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteStr::from("load/x"),
+            pkid: (n % 60000) as u16 + 1,
+            payload: Bytes::from(payload),
+            properties: Properties::default(),
+        }));
+        // Wait for the PUBACK: one message in flight paces the publisher.
+        assert!(matches!(publisher.recv(WAIT), Some(Packet::PubAck(_))));
+    }
+    let got = reader.join().unwrap();
+    assert_eq!(got.len(), N, "the fast subscriber got every message");
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
+    let total = figures(&broker);
+    let slow_drops = total.dropped.get("slow_consumer").copied().unwrap_or(0);
+    assert!(slow_drops > 0, "slow consumer drops counted: {total:?}");
+    assert!(
+        total
+            .dropped_by_client
+            .iter()
+            .any(|(c, n)| c == "slow" && *n == slow_drops),
+        "drops counted against the slow client: {:?}",
+        total.dropped_by_client
+    );
+    assert!(!total.dropped_by_client.iter().any(|(c, _)| c == "fast"));
+    let text = broker::metrics::Snapshot::to_prometheus(&broker.handle.snapshots());
+    assert!(text.contains("fleetmq_client_messages_dropped_total{client_id=\"slow\"}"));
+    drop(slow);
+}
+
+/// Queues 10 QoS 1 messages for an offline session that holds 5, reconnects, and returns
+/// what it receives, with the broker's figures.
+fn offline_overflow(
+    policy: broker::config::QueueFullPolicy,
+) -> (Vec<String>, broker::metrics::Snapshot) {
+    let broker = TestBroker::with(|c| {
+        c.limits.max_queued_messages = 5;
+        c.limits.queue_full_policy = policy;
+    });
+    let port = broker.port();
+    let (mut sub, _) = connect(port, "sub", true);
+    subscribe(&mut sub, "t", QoS::AtLeastOnce);
+    disconnect(sub);
+    let (mut publisher, _) = connect(port, "pub", false);
+    for n in 0..10u16 {
+        publish(
+            &mut publisher,
+            n + 1,
+            "t",
+            &format!("m{n}"),
+            QoS::AtLeastOnce,
+            false,
+        );
+    }
+    let (mut sub, present) = connect(port, "sub", true);
+    assert!(present);
+    let got = drain(&mut sub, Duration::from_millis(300))
+        .iter()
+        .map(text)
+        .collect();
+    (got, figures(&broker))
+}
+
+#[test]
+fn full_queue_drops_newest_or_oldest_as_configured_and_counts_them() {
+    use broker::config::QueueFullPolicy;
+    let (got, total) = offline_overflow(QueueFullPolicy::DropNewest);
+    assert_eq!(got, vec!["m0", "m1", "m2", "m3", "m4"]);
+    assert_eq!(total.dropped.get("queue_full"), Some(&5));
+    assert!(total.dropped_by_client.contains(&("sub".to_string(), 5)));
+
+    let (got, total) = offline_overflow(QueueFullPolicy::DropOldest);
+    assert_eq!(got, vec!["m5", "m6", "m7", "m8", "m9"]);
+    assert_eq!(total.dropped.get("queue_full"), Some(&5));
+}
+
+#[test]
+fn full_queue_disconnects_the_client_under_the_disconnect_policy_and_keeps_its_session() {
+    let broker = TestBroker::with(|c| {
+        c.limits.max_queued_messages = 3;
+        c.limits.queue_full_policy = broker::config::QueueFullPolicy::Disconnect;
+    });
+    let port = broker.port();
+    // Receive Maximum 1: one message in flight, the rest queue up.
+    let mut sub = Raw::open(port, Protocol::V5);
+    let mut hello = Raw::connect_packet(Protocol::V5, "sub", 60, None);
+    if let Packet::Connect(c) = &mut hello {
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(600);
+        c.properties.receive_maximum = Some(1);
+    }
+    sub.send(&hello);
+    assert!(matches!(sub.recv(WAIT), Some(Packet::ConnAck(_))));
+    subscribe(&mut sub, "t", QoS::AtLeastOnce);
+    let (mut publisher, _) = connect(port, "pub", false);
+    for n in 0..5u16 {
+        publish(
+            &mut publisher,
+            n + 1,
+            "t",
+            &format!("m{n}"),
+            QoS::AtLeastOnce,
+            false,
+        );
+    }
+    // m0 in flight (never acknowledged), m1..m3 queued, m4 over the bound: disconnected.
+    let seen = sub.until_closed(WAIT);
+    assert!(
+        seen.iter()
+            .any(|p| matches!(p, Packet::Disconnect(d) if d.reason == ReasonCode::QUOTA_EXCEEDED)),
+        "DISCONNECT quota exceeded: {seen:?}"
+    );
+    let (mut sub, present) = connect(port, "sub", true);
+    assert!(present, "the session outlives the disconnect");
+    let got: Vec<String> = drain(&mut sub, Duration::from_millis(300))
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(got, vec!["m0", "m1", "m2", "m3"]);
+    let total = figures(&broker);
+    assert_eq!(total.dropped.get("queue_full"), Some(&1));
+}
+
+#[test]
+fn a_publisher_over_its_rate_is_slowed_down_and_others_are_not() {
+    let broker = TestBroker::with(|c| c.limits.max_publish_rate = 50);
+    let port = broker.port();
+    let (mut flood, _) = connect(port, "flood", false);
+    let started = Instant::now();
+    // One second of budget (50) goes at once; the next 50 come at 50 per second.
+    for n in 0..100u16 {
+        publish(&mut flood, n + 1, "t", "x", QoS::AtLeastOnce, false);
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "100 publishes at 50/s took {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Another client, within its own budget, is not held back.
+    let (mut calm, _) = connect(port, "calm", false);
+    let started = Instant::now();
+    for n in 0..10u16 {
+        publish(&mut calm, n + 1, "t", "y", QoS::AtLeastOnce, false);
+    }
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let total = figures(&broker);
+    assert!(total.publish_throttled >= 40, "{}", total.publish_throttled);
+    assert!(
+        total.dropped.is_empty(),
+        "nothing dropped: {:?}",
+        total.dropped
+    );
+}
