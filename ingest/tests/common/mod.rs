@@ -138,7 +138,7 @@ pub fn partition_of(ts: i64) -> String {
     let hour = ts.rem_euclid(86_400_000) / HOUR;
     let (mut y, mut m, mut d, mut day) = (2023, 1, 1, 19_358);
     let month_len = |y: i64, m: u32| match m {
-        2 if y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)) => 29,
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
