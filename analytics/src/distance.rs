@@ -52,6 +52,26 @@ pub fn geodesic_m(a: (f64, f64), b: (f64, f64)) -> f64 {
     Geodesic.distance(Point::new(a.1, a.0), Point::new(b.1, b.0))
 }
 
+/// Approximate distance between two nearby fixes, metres: equirectangular on the mean
+/// Earth radius, within 0.5 % of the geodesic over city distances and some twenty times
+/// cheaper. For thresholds (teleports, minimum trip length), never for reported distances.
+pub fn approx_m(a: (f64, f64), b: (f64, f64)) -> f64 {
+    const R: f64 = 6_371_008.8;
+    let mean_lat = ((a.0 + b.0) / 2.0).to_radians();
+    let dx = (b.1 - a.1).to_radians() * mean_lat.cos() * R;
+    let dy = (b.0 - a.0).to_radians() * R;
+    dx.hypot(dy)
+}
+
+/// Approximate length of a track without its stationary steps, metres (see [`approx_m`]).
+pub fn approx_length_m(fixes: &[Fix], params: &DistanceParams) -> f64 {
+    fixes
+        .windows(2)
+        .filter(|w| w[0].speed_kmh > params.moving_kmh || w[1].speed_kmh > params.moving_kmh)
+        .map(|w| approx_m((w[0].lat, w[0].lon), (w[1].lat, w[1].lon)))
+        .sum()
+}
+
 /// The fixes without teleports (step 1 above).
 pub fn drop_teleports(fixes: &[Fix], params: &DistanceParams) -> Vec<Fix> {
     let mut kept: Vec<Fix> = Vec::with_capacity(fixes.len());
@@ -64,7 +84,7 @@ pub fn drop_teleports(fixes: &[Fix], params: &DistanceParams) -> Vec<Fix> {
         };
         let dt = ((fix.ts - last.ts) as f64 / 1000.0).max(0.001);
         // A few metres of slack: two honest fixes a second apart may disagree by the noise.
-        let d = geodesic_m((last.lat, last.lon), (fix.lat, fix.lon)) - 25.0;
+        let d = approx_m((last.lat, last.lon), (fix.lat, fix.lon)) - 25.0;
         if d / dt <= max_mps {
             kept.push(*fix);
             rejected.clear();
@@ -83,7 +103,7 @@ pub fn drop_teleports(fixes: &[Fix], params: &DistanceParams) -> Vec<Fix> {
 fn consistent(fixes: &[Fix], max_mps: f64) -> bool {
     fixes.windows(2).all(|w| {
         let dt = ((w[1].ts - w[0].ts) as f64 / 1000.0).max(0.001);
-        (geodesic_m((w[0].lat, w[0].lon), (w[1].lat, w[1].lon)) - 25.0) / dt <= max_mps
+        (approx_m((w[0].lat, w[0].lon), (w[1].lat, w[1].lon)) - 25.0) / dt <= max_mps
     })
 }
 
@@ -203,6 +223,14 @@ pub(crate) mod tests {
         let d = distance_m(&fixes, &DistanceParams::default());
         assert!(raw > 3400.0, "{raw}");
         assert!((d - 3000.0).abs() < 30.0, "{d}");
+    }
+
+    #[test]
+    fn the_approximation_is_close_at_city_scale() {
+        let (a, b) = (east(0, 0.0, 0.0), east(0, 5000.0, 0.0));
+        let (a, b) = ((a.lat, a.lon), (b.lat + 0.02, b.lon));
+        let exact = geodesic_m(a, b);
+        assert!((approx_m(a, b) - exact).abs() / exact < 0.005);
     }
 
     #[test]

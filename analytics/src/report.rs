@@ -10,7 +10,7 @@ use std::str::FromStr;
 use crate::{
     catalog::Catalog,
     chart,
-    distance::{distance_m, DistanceParams},
+    distance::DistanceParams,
     doors,
     excursions::{self, Band},
     geofence::{self, Fence},
@@ -154,7 +154,7 @@ pub fn run(
             let rows = match kind {
                 ReportKind::Trips => trip_rows(&segmented),
                 ReportKind::Stops => stop_rows(&segmented),
-                _ => distance_rows(&tracks, &opts.distance),
+                _ => distance_rows(&segmented),
             };
             let svg = chart.then(|| chart::route_map(&segmented));
             (rows, svg)
@@ -314,7 +314,9 @@ fn stop_rows(segmented: &[(&PerVehicle<Fix>, Vec<Segment>)]) -> Rows {
     rows
 }
 
-fn distance_rows(tracks: &[PerVehicle<Fix>], dp: &DistanceParams) -> Rows {
+/// Distance per vehicle: the sum of its trips' (the same figure as the summary's; stops add
+/// nothing, and each fix is measured once).
+fn distance_rows(segmented: &[(&PerVehicle<Fix>, Vec<Segment>)]) -> Rows {
     let mut rows = Rows::new(&[
         ("vehicle_id", K::Str),
         ("start", K::Time),
@@ -323,7 +325,7 @@ fn distance_rows(tracks: &[PerVehicle<Fix>], dp: &DistanceParams) -> Rows {
         ("distance_m", K::Float),
         ("max_speed_kmh", K::Float),
     ]);
-    for t in tracks {
+    for (t, segments) in segmented {
         let (Some(first), Some(last)) = (t.samples.first(), t.samples.last()) else {
             continue;
         };
@@ -332,7 +334,7 @@ fn distance_rows(tracks: &[PerVehicle<Fix>], dp: &DistanceParams) -> Rows {
             V::Time(first.ts),
             V::Time(last.ts),
             V::Int(t.samples.len() as i64),
-            V::round(distance_m(&t.samples, dp), 1),
+            V::round(segments.iter().map(|s| s.distance_m).sum(), 1),
             V::round(t.samples.iter().map(|f| f.speed_kmh).fold(0.0, f64::max), 1),
         ]);
     }

@@ -2,10 +2,10 @@
 //!
 //! Time is split three ways: **driving** (in a trip and moving), **idle** (in a trip but
 //! standing: lights, queues, loading bays too short to be a stop) and **stopped** (in stops).
-//! Distance is the whole track's, by [`crate::distance`].
+//! Distance is the sum of the trips', by [`crate::distance`].
 
 use crate::{
-    distance::{distance_m, DistanceParams},
+    distance::DistanceParams,
     excursions::{self, Band},
     load::{Fix, Sample},
     trips::{segment, Kind, TripParams},
@@ -42,11 +42,10 @@ pub fn summarise(
     tp: &TripParams,
     dp: &DistanceParams,
 ) -> Summary {
-    let mut s = Summary {
-        distance_m: distance_m(fixes, dp),
-        ..Summary::default()
-    };
+    let mut s = Summary::default();
+    // The trips' distances add up to the track's (stops add none), without measuring twice.
     for seg in segment(fixes, tp, dp) {
+        s.distance_m += seg.distance_m;
         s.max_speed_kmh = s.max_speed_kmh.max(seg.max_speed_kmh);
         match seg.kind {
             Kind::Trip => {

@@ -17,7 +17,7 @@
 //!   truck in an underground yard has no fix but has not driven.
 
 use crate::{
-    distance::{distance_m, geodesic_m, DistanceParams},
+    distance::{approx_length_m, approx_m, distance_m, DistanceParams},
     load::Fix,
 };
 
@@ -108,7 +108,7 @@ fn stationary_runs(fixes: &[Fix], p: &TripParams) -> Vec<(usize, usize)> {
             if !still
                 && next.speed_kmh > p.speed_kmh
                 && gap_s >= p.min_stop_s
-                && geodesic_m((fix.lat, fix.lon), (next.lat, next.lon)) < p.min_trip_m
+                && approx_m((fix.lat, fix.lon), (next.lat, next.lon)) < p.min_trip_m
             {
                 runs.push((i, i + 1));
             }
@@ -150,7 +150,7 @@ pub fn segment(fixes: &[Fix], p: &TripParams, dp: &DistanceParams) -> Vec<Segmen
         if let Some(last) = merged.last_mut() {
             let trip = &fixes[last.1..=stop.0];
             let duration_s = (fixes[stop.0].ts - fixes[last.1].ts) as f64 / 1000.0;
-            if distance_m(trip, dp) < p.min_trip_m || duration_s < p.min_trip_s {
+            if duration_s < p.min_trip_s || approx_length_m(trip, dp) < p.min_trip_m {
                 last.1 = stop.1;
                 continue;
             }

@@ -83,6 +83,14 @@ fn check_fleet(seed: u64, vehicles: usize, hours: u64) -> Score {
 
         let segments = segment(&track.samples, &tp, &dp);
         let found_trips: Vec<_> = segments.iter().filter(|s| s.kind == Kind::Trip).collect();
+        // The distance report and the summary add up the trips: the same accuracy holds.
+        let by_trips: f64 = found_trips.iter().map(|s| s.distance_m).sum();
+        let error = (by_trips - t.distance_m) / t.distance_m;
+        assert!(
+            error.abs() < 0.01,
+            "{}: trips add up to {by_trips}",
+            t.vehicle_id
+        );
         let found_stops: Vec<_> = segments.iter().filter(|s| s.kind == Kind::Stop).collect();
         assert_eq!(
             found_trips.len(),
