@@ -34,6 +34,8 @@ fn tolerance(t: i64, dropouts: &[Interval]) -> i64 {
 
 struct Score {
     worst_distance_error: f64,
+    /// Largest trip or stop boundary error where no dropout hides the boundary, ms.
+    worst_boundary_ms: i64,
     trips: usize,
     stops: usize,
     excursions: usize,
@@ -49,6 +51,7 @@ fn check_fleet(seed: u64, vehicles: usize, hours: u64) -> Score {
     let (tp, dp) = (TripParams::default(), DistanceParams::default());
     let mut score = Score {
         worst_distance_error: 0.0,
+        worst_boundary_ms: 0,
         trips: 0,
         stops: 0,
         excursions: 0,
@@ -106,7 +109,14 @@ fn check_fleet(seed: u64, vehicles: usize, hours: u64) -> Score {
             t.vehicle_id,
             t.stops
         );
+        let mut boundary = |found: i64, real: i64| {
+            if tolerance(real, &t.gps_dropouts) == TOLERANCE_MS {
+                score.worst_boundary_ms = score.worst_boundary_ms.max((found - real).abs());
+            }
+        };
         for (found, real) in found_trips.iter().zip(&t.trips) {
+            boundary(found.start, real.start);
+            boundary(found.end, real.end);
             let (ts, te) = (
                 tolerance(real.start, &t.gps_dropouts),
                 tolerance(real.end, &t.gps_dropouts),
@@ -123,6 +133,8 @@ fn check_fleet(seed: u64, vehicles: usize, hours: u64) -> Score {
             );
         }
         for (found, real) in found_stops.iter().zip(&t.stops) {
+            boundary(found.start, real.start);
+            boundary(found.end, real.end);
             let (ts, te) = (
                 tolerance(real.start, &t.gps_dropouts),
                 tolerance(real.end, &t.gps_dropouts),
@@ -177,8 +189,9 @@ fn check_fleet(seed: u64, vehicles: usize, hours: u64) -> Score {
 fn reports_match_the_ground_truth_on_a_hard_fleet() {
     let score = check_fleet(11, 6, 4);
     println!(
-        "worst distance error {:.3} %, {} trips, {} stops, {} excursions matched",
+        "worst distance error {:.3} %, worst clear boundary {} ms, {} trips, {} stops, {} excursions matched",
         score.worst_distance_error * 100.0,
+        score.worst_boundary_ms,
         score.trips,
         score.stops,
         score.excursions
