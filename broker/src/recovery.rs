@@ -10,7 +10,7 @@
 //! 3. write a fresh snapshot and start the log; then the shard may report ready.
 
 use std::{
-    rc::Rc,
+    rc::{Rc, Weak},
     sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -19,7 +19,7 @@ use protocol::ByteStr;
 
 use crate::{
     mesh::ShardMsg,
-    persist::{self, record::Record, Persist},
+    persist::{self, record::Record, Persist, StateKey, StateSource},
     security::{ClientAccess, Identity},
     server::BrokerError,
     shard::{SessionSlot, Shard},
@@ -152,12 +152,7 @@ pub async fn recover(
     };
     shard.barrier().await;
 
-    let weak = Rc::downgrade(shard);
-    let source: persist::SnapshotSource = Box::new(move || {
-        weak.upgrade()
-            .map(|s| s.snapshot_records())
-            .unwrap_or_default()
-    });
+    let source: persist::SnapshotSource = Box::new(ShardSource(Rc::downgrade(shard)));
     let replayed = recovery.replayed;
     let log = Persist::start(&settings, shard.id, recovery, source)
         .await
@@ -198,33 +193,51 @@ async fn rendezvous(
     Ok(())
 }
 
-/// The records of a shard's whole persistent state, for a snapshot.
-impl Shard {
-    /// Every persisted session (and on shard 0 every retained message) as records.
-    pub fn snapshot_records(&self) -> Vec<Record> {
-        let st = self.state.borrow();
-        let mut out: Vec<Record> = st
+/// A shard's state as its log task sees it: weakly, so the log never keeps the shard alive.
+struct ShardSource(Weak<Shard>);
+
+impl StateSource for ShardSource {
+    fn keys(&self) -> Vec<StateKey> {
+        let Some(shard) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let st = shard.state.borrow();
+        let mut keys: Vec<StateKey> = st
             .sessions
-            .values()
-            .filter(|slot| slot.persisted)
-            .map(|slot| {
-                Record::Session(persist::state::image(
-                    &slot.state,
-                    slot.access.identity().username(),
-                ))
-            })
+            .iter()
+            .filter(|(_, slot)| slot.persisted)
+            .map(|(id, _)| StateKey::Session(id.clone()))
             .collect();
-        if self.id == 0 {
-            out.extend(
+        if shard.id == 0 {
+            keys.extend(
                 st.retained
-                    .iter()
-                    .filter(|(t, _)| !t.starts_with("$SYS/"))
-                    .map(|(t, m)| Record::Retain {
-                        topic: t.clone(),
-                        message: Some(m.clone()),
-                    }),
+                    .keys()
+                    .filter(|t| !t.starts_with("$SYS/"))
+                    .map(|t| StateKey::Retained(t.clone())),
             );
         }
-        out
+        keys
+    }
+
+    fn record(&self, key: &StateKey) -> Option<Record> {
+        let shard = self.0.upgrade()?;
+        let st = shard.state.borrow();
+        match key {
+            StateKey::Session(id) => {
+                st.sessions
+                    .get(id)
+                    .filter(|slot| slot.persisted)
+                    .map(|slot| {
+                        Record::Session(persist::state::image(
+                            &slot.state,
+                            slot.access.identity().username(),
+                        ))
+                    })
+            }
+            StateKey::Retained(topic) => st.retained.get(topic).map(|m| Record::Retain {
+                topic: topic.clone(),
+                message: Some(m.clone()),
+            }),
+        }
     }
 }

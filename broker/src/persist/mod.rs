@@ -80,8 +80,28 @@ pub struct PersistStats {
     pub torn_tails: u64,
 }
 
-/// Builds the encoded frames of a shard's whole state, for a snapshot.
-pub type SnapshotSource = Box<dyn Fn() -> Vec<Record>>;
+/// One item of a shard's state, as a snapshot walks it.
+#[derive(Debug, Clone)]
+pub enum StateKey {
+    /// A session, by client id.
+    Session(protocol::ByteStr),
+    /// A retained message, by topic.
+    Retained(protocol::ByteStr),
+}
+
+/// The state a snapshot is taken of. A snapshot lists the keys at one instant, then takes
+/// the items a few at a time, yielding in between so the shard keeps serving: items are
+/// taken at different instants, which replaying the log from the first one makes exact again
+/// (every record is redo-safe, and every change after the listing is in the new segment).
+pub trait StateSource {
+    /// Everything to snapshot, as it is now.
+    fn keys(&self) -> Vec<StateKey>;
+    /// The record of one item as it is now; `None` if it is gone.
+    fn record(&self, key: &StateKey) -> Option<Record>;
+}
+
+/// The state source of a shard, as the log task holds it.
+pub type SnapshotSource = Box<dyn StateSource>;
 
 /// The state log of one shard. `!Send`: it lives on the shard's executor.
 pub struct Persist {
@@ -308,7 +328,7 @@ impl Persist {
             path: dir.display().to_string(),
             message,
         };
-        let snapshot_bytes = write_snapshot(&dir, segment, &source())
+        let snapshot_bytes = write_snapshot(&dir, segment, source.as_ref())
             .await
             .map_err(err)?;
         let writer = create_segment(&dir, segment).await.map_err(err)?;
@@ -497,10 +517,9 @@ impl Log {
     async fn compact(&mut self) -> Result<(), String> {
         let next = self.segment + 1;
         let new_writer = create_segment(&self.dir, next).await?;
-        // The state at this instant: everything appended so far is in it; what is still
-        // pending goes to the new segment (redo-safe).
-        let records = (self.source)();
-        self.snapshot_bytes = write_snapshot(&self.dir, next, &records).await?;
+        // Everything appended from now on, and what is still pending, goes to the new segment
+        // (redo-safe over the snapshot).
+        self.snapshot_bytes = write_snapshot(&self.dir, next, self.source.as_ref()).await?;
         let mut old = std::mem::replace(&mut self.writer, new_writer);
         let _ = old.close().await;
         remove(segment_path(&self.dir, self.segment)).await;
@@ -510,19 +529,15 @@ impl Log {
 }
 
 /// Writes a snapshot durably: a temp file, synced, renamed over the old one, directory synced.
-async fn write_snapshot(dir: &Path, next_segment: u64, records: &[Record]) -> Result<u64, String> {
-    let mut buf = Vec::new();
-    let mut w = codec::Writer::default();
-    Record::SnapshotHeader { next_segment }.encode(&mut w);
-    frame::encode(&w.buf, &mut buf);
-    for (i, record) in records.iter().enumerate() {
-        let mut w = codec::Writer::default();
-        record.encode(&mut w);
-        frame::encode(&w.buf, &mut buf);
-        if i % 256 == 255 {
-            glommio::yield_if_needed().await;
-        }
-    }
+/// Items are encoded and written a chunk at a time, so neither the shard's time nor memory
+/// grows with the size of its state.
+async fn write_snapshot(
+    dir: &Path,
+    next_segment: u64,
+    source: &dyn StateSource,
+) -> Result<u64, String> {
+    /// Encoded bytes handed to the writer at once.
+    const CHUNK: usize = 256 << 10;
     let tmp = dir.join(SNAPSHOT_TMP);
     let file = DmaFile::create(&tmp)
         .await
@@ -530,7 +545,28 @@ async fn write_snapshot(dir: &Path, next_segment: u64, records: &[Record]) -> Re
     let mut writer = DmaStreamWriterBuilder::new(file)
         .with_buffer_size(WRITE_BUFFER)
         .build();
+    let mut buf = Vec::with_capacity(CHUNK);
+    let mut w = codec::Writer::default();
+    Record::SnapshotHeader { next_segment }.encode(&mut w);
+    frame::encode(&w.buf, &mut buf);
+    let mut total = 0u64;
+    for (i, key) in source.keys().iter().enumerate() {
+        if let Some(record) = source.record(key) {
+            let mut w = codec::Writer::default();
+            record.encode(&mut w);
+            frame::encode(&w.buf, &mut buf);
+        }
+        if buf.len() >= CHUNK {
+            writer.write_all(&buf).await.map_err(|e| e.to_string())?;
+            total += buf.len() as u64;
+            buf.clear();
+        }
+        if i % 64 == 63 {
+            glommio::yield_if_needed().await;
+        }
+    }
     writer.write_all(&buf).await.map_err(|e| e.to_string())?;
+    total += buf.len() as u64;
     writer.sync().await.map_err(|e| e.to_string())?;
     writer.close().await.map_err(|e| e.to_string())?;
     let (from, to) = (tmp.clone(), dir.join(SNAPSHOT));
@@ -538,7 +574,7 @@ async fn write_snapshot(dir: &Path, next_segment: u64, records: &[Record]) -> Re
         .await
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
     sync_dir(dir).await?;
-    Ok(buf.len() as u64)
+    Ok(total)
 }
 
 async fn sync_dir(dir: &Path) -> Result<(), String> {
