@@ -142,11 +142,11 @@ pub fn run(
     let f = &opts.filter;
     let (rows, svg) = match kind {
         ReportKind::Summary => (
-            summary_rows(&load::tracks(catalog, f)?, &load::series(catalog, f)?, opts),
+            summary_rows(&tracks(catalog, opts)?, &load::series(catalog, f)?, opts),
             None,
         ),
         ReportKind::Trips | ReportKind::Stops | ReportKind::Distance => {
-            let tracks = load::tracks(catalog, f)?;
+            let tracks = tracks(catalog, opts)?;
             let segmented: Vec<(&PerVehicle<Fix>, Vec<Segment>)> = tracks
                 .iter()
                 .map(|t| (t, segment(&t.samples, &opts.trips, &opts.distance)))
@@ -159,17 +159,14 @@ pub fn run(
             let svg = chart.then(|| chart::route_map(&segmented));
             (rows, svg)
         }
-        ReportKind::Overspeed => (overspeed_rows(&load::tracks(catalog, f)?, opts), None),
+        ReportKind::Overspeed => (overspeed_rows(&tracks(catalog, opts)?, opts), None),
         ReportKind::Geofence => {
             if opts.fences.is_empty() {
                 return Err(AnalyticsError::Invalid(
                     "report geofence needs --fences FILE.geojson".into(),
                 ));
             }
-            (
-                geofence_rows(&load::tracks(catalog, f)?, &opts.fences),
-                None,
-            )
+            (geofence_rows(&tracks(catalog, opts)?, &opts.fences), None)
         }
         ReportKind::Excursions | ReportKind::Mkt => {
             let series = load::series(catalog, f)?;
@@ -183,7 +180,7 @@ pub fn run(
                 })
                 .collect();
             let rows = if kind == ReportKind::Excursions {
-                let tracks = load::tracks(catalog, f)?;
+                let tracks = tracks(catalog, opts)?;
                 excursion_rows(&found, &tracks, opts)
             } else {
                 mkt_rows(&series, opts.window_ms)
@@ -193,6 +190,16 @@ pub fn run(
         ReportKind::Doors => (door_rows(&load::series(catalog, f)?), None),
     };
     Ok(Report { rows, svg })
+}
+
+/// The selected GPS tracks with teleports dropped ([`crate::distance::drop_teleports`]), so that
+/// a multipath jump neither splits a stop or a geofence visit nor spikes the route map.
+fn tracks(catalog: &Catalog, opts: &ReportOptions) -> Result<Vec<PerVehicle<Fix>>, AnalyticsError> {
+    let mut tracks = load::tracks(catalog, &opts.filter)?;
+    for t in &mut tracks {
+        t.samples = crate::distance::drop_teleports(&t.samples, &opts.distance);
+    }
+    Ok(tracks)
 }
 
 fn summary_rows(

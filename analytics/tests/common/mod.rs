@@ -1,5 +1,6 @@
 //! Test fleets: the simulator's model run offline, its readings written through the real
-//! archive writer (store-and-forward readings arrive late, as they would from the broker).
+//! archive writer (store-and-forward readings arrive late, as they would from the broker), with
+//! an occasional GPS teleport added.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -34,6 +35,7 @@ pub fn archive_fleet(config: ModelConfig, end_s: u64, dir: &Path) -> Truth {
                 }
                 Event::Publish(r) => {
                     let topic = telemetry::topic::build(&id, r.kind);
+                    let r = &teleport(r);
                     if offline {
                         held.push((r.ts, topic, r.payload.to_vec()));
                     } else {
@@ -59,6 +61,22 @@ pub fn archive_fleet(config: ModelConfig, end_s: u64, dir: &Path) -> Truth {
     archive.flush().unwrap();
     archive.close().unwrap();
     truth
+}
+
+/// Every `TELEPORT_EVERY`th GPS reading jumps 2.2 km north (multipath, a bad cold fix), as real
+/// receivers now and then do; the truth is unchanged, so the reports must see through it.
+const TELEPORT_EVERY: u64 = 1_500;
+
+fn teleport(r: &simulator::Reading) -> simulator::Reading {
+    if r.kind != telemetry::TopicKind::Gps || r.seq % TELEPORT_EVERY != 7 {
+        return r.clone();
+    }
+    let mut gps = telemetry::decode_gps(&r.payload).unwrap();
+    gps.lat += 0.02;
+    simulator::Reading {
+        payload: gps.to_json().into(),
+        ..r.clone()
+    }
 }
 
 /// A fleet with everything that makes GPS hard: noise, frequent dropouts, frequent coverage
