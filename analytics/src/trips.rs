@@ -69,9 +69,9 @@ pub struct Segment {
     pub start: i64,
     /// End, Unix epoch ms.
     pub end: i64,
-    /// Where it started (lat, lon).
+    /// Where it started (lat, lon); for a stop, the mean of its fixes.
     pub from: (f64, f64),
-    /// Where it ended (lat, lon).
+    /// Where it ended (lat, lon); for a stop, the same as `from`.
     pub to: (f64, f64),
     /// Metres driven (0 for a stop).
     pub distance_m: f64,
@@ -186,12 +186,22 @@ fn build(
         .filter(|w| w[0].speed_kmh > p.speed_kmh || w[1].speed_kmh > p.speed_kmh)
         .map(|w| w[1].ts - w[0].ts)
         .sum();
+    // A stop's place is the mean of its fixes: the receiver's error averages out over minutes.
+    let (from, to) = match kind {
+        Kind::Trip => ((fixes[a].lat, fixes[a].lon), (fixes[b].lat, fixes[b].lon)),
+        Kind::Stop => {
+            let n = slice.len() as f64;
+            let lat = slice.iter().map(|f| f.lat).sum::<f64>() / n;
+            let lon = slice.iter().map(|f| f.lon).sum::<f64>() / n;
+            ((lat, lon), (lat, lon))
+        }
+    };
     Segment {
         kind,
         start: fixes[a].ts,
         end: fixes[b].ts,
-        from: (fixes[a].lat, fixes[a].lon),
-        to: (fixes[b].lat, fixes[b].lon),
+        from,
+        to,
         distance_m: match kind {
             Kind::Trip => distance_m(slice, dp),
             Kind::Stop => 0.0,
