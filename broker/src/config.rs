@@ -199,6 +199,8 @@ pub struct Limits {
     pub max_connections_per_shard: usize,
     /// Retained messages kept (a new topic beyond it is refused and counted).
     pub max_retained_messages: usize,
+    /// Bytes of retained messages kept (a message that would pass it is refused and counted).
+    pub max_retained_bytes: usize,
     /// Session expiry granted to 3.1.1 persistent sessions, seconds (u32::MAX: never).
     pub persistent_session_expiry: u32,
     /// What happens to a QoS 1/2 message for a session whose queue is full.
@@ -224,7 +226,8 @@ pub enum QueueFullPolicy {
     /// The oldest queued messages are dropped to make room.
     DropOldest,
     /// The new message is dropped and the client disconnected (it keeps its session and
-    /// queue, and gets them back when it reconnects).
+    /// queue, and gets them back when it reconnects); for an offline client, the new message
+    /// is dropped.
     Disconnect,
 }
 
@@ -259,6 +262,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             max_connections_per_shard: 0,
             max_retained_messages: 1_000_000,
+            max_retained_bytes: 512 * 1024 * 1024,
             persistent_session_expiry: u32::MAX,
             queue_full_policy: QueueFullPolicy::DropNewest,
             max_shard_queued_bytes: 256 * 1024 * 1024,

@@ -142,6 +142,8 @@ pub struct Snapshot {
     pub dropped: BTreeMap<String, u64>,
     /// Retained messages (each shard holds a full replica: take one shard's figure).
     pub retained: u64,
+    /// Bytes of retained messages (one replica's figure).
+    pub retained_bytes: u64,
     /// Subscriptions (each shard holds a full replica: take one shard's figure).
     pub subscriptions: u64,
     /// QoS 1/2 messages waiting in session queues.
@@ -190,6 +192,7 @@ impl Snapshot {
             *self.dropped.entry(reason.clone()).or_insert(0) += n;
         }
         self.retained = self.retained.max(other.retained);
+        self.retained_bytes = self.retained_bytes.max(other.retained_bytes);
         self.subscriptions = self.subscriptions.max(other.subscriptions);
         self.queued_messages += other.queued_messages;
         self.inflight_messages += other.inflight_messages;
@@ -329,6 +332,12 @@ impl Snapshot {
             "gauge",
             "Retained messages stored.",
             &[(String::new(), t.retained)],
+        );
+        metric(
+            "retained_bytes",
+            "gauge",
+            "Bytes of retained messages stored (one replica).",
+            &[(String::new(), t.retained_bytes)],
         );
         metric(
             "subscriptions",

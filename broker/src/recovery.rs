@@ -77,6 +77,7 @@ pub async fn recover(
         let mut st = shard.state.borrow_mut();
         for (topic, message) in retained {
             if !message.is_expired(now) {
+                st.retained_bytes += message.weight();
                 st.retained.insert(topic, message);
             }
         }

@@ -88,6 +88,9 @@ pub struct ShardState {
     pub subscriptions: SubscriptionTable,
     /// Replica of all retained messages.
     pub retained: HashMap<ByteStr, Message>,
+    /// Bytes `retained` holds (as [`Message::weight`] counts them), bounded by
+    /// `max_retained_bytes`.
+    pub retained_bytes: usize,
     /// For the client ids this shard arbitrates: which shard holds each one's session.
     pub owners: HashMap<ByteStr, usize>,
     /// Sessions that left this shard recently, and where to (late deliveries follow them).
@@ -563,19 +566,40 @@ impl Shard {
             let mut st = self.state.borrow_mut();
             match &message {
                 Some(m) => {
-                    let limit = self.config.limits.max_retained_messages;
-                    if st.retained.len() >= limit && !st.retained.contains_key(&topic) {
-                        drop(st);
-                        self.metrics.drop_message("retained_limit");
+                    // Every replica applies the same changes in the same order and so refuses
+                    // the same ones: the replicas stay identical.
+                    // `$SYS/` topics are the broker's own, a fixed set: clients' retained
+                    // messages must not crowd them out, nor they the clients'.
+                    let limits = &self.config.limits;
+                    if topic.starts_with("$SYS/") {
+                        st.retained.insert(topic.clone(), m.clone());
                         return;
                     }
+                    let old = st.retained.get(&topic).map_or(0, Message::weight);
+                    let refused = if old == 0 && st.retained.len() >= limits.max_retained_messages {
+                        Some("retained_limit")
+                    } else if st.retained_bytes.saturating_sub(old) + m.weight()
+                        > limits.max_retained_bytes
+                    {
+                        Some("retained_bytes")
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = refused {
+                        drop(st);
+                        self.metrics.drop_message(reason);
+                        return;
+                    }
+                    st.retained_bytes = st.retained_bytes.saturating_sub(old) + m.weight();
                     st.retained.insert(topic.clone(), m.clone());
                 }
-                None => {
-                    if st.retained.remove(&topic).is_none() {
-                        return;
+                None => match st.retained.remove(&topic) {
+                    Some(old) if !topic.starts_with("$SYS/") => {
+                        st.retained_bytes = st.retained_bytes.saturating_sub(old.weight());
                     }
-                }
+                    Some(_) => {}
+                    None => return,
+                },
             }
         }
         // `$SYS` topics are the broker's own figures, republished after a restart anyway.
@@ -939,7 +963,15 @@ impl Shard {
                     expired_sessions.push(id.clone());
                 }
             }
-            st.retained.retain(|_, m| !m.is_expired(now));
+            let mut freed = 0;
+            st.retained.retain(|_, m| {
+                let keep = !m.is_expired(now);
+                if !keep {
+                    freed += m.weight();
+                }
+                keep
+            });
+            st.retained_bytes = st.retained_bytes.saturating_sub(freed);
         }
         for id in expired_sessions {
             tracing::debug!(shard = self.id, client_id = %id, "session expired");
@@ -966,6 +998,7 @@ impl Shard {
         let st = self.state.borrow();
         snap.sessions = st.sessions.len() as u64;
         snap.retained = st.retained.len() as u64;
+        snap.retained_bytes = st.retained_bytes as u64;
         snap.subscriptions = st.subscriptions.len() as u64;
         for slot in st.sessions.values() {
             snap.queued_messages += slot.state.queue.len() as u64;

@@ -87,17 +87,21 @@ pub fn topics(total: &Snapshot, uptime: Duration) -> Vec<(String, String)> {
             n.to_string(),
         ));
     }
-    for (client, n) in &total.dropped_by_client {
-        // A client id may hold `/`, `+` or `#`; the topic level is kept readable, not exact.
-        let level: String = client
-            .chars()
-            .map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c })
-            .collect();
-        out.push((
-            format!("$SYS/broker/messages/dropped/client/{level}"),
-            n.to_string(),
-        ));
-    }
+    // One topic for the clients with the most drops, not one per client: the topics are
+    // retained, and a topic per client ever in the top list would accumulate forever.
+    let clients: Vec<String> = total
+        .dropped_by_client
+        .iter()
+        .map(|(client, n)| format!("{client} {n}"))
+        .collect();
+    out.push((
+        "$SYS/broker/messages/dropped/clients".into(),
+        clients.join("\n"),
+    ));
+    out.push((
+        "$SYS/broker/retained messages/bytes".into(),
+        total.retained_bytes.to_string(),
+    ));
     out.push((
         "$SYS/broker/queue/bytes".into(),
         total.queued_bytes.to_string(),

@@ -202,3 +202,49 @@ fn a_publisher_over_its_rate_is_slowed_down_and_others_are_not() {
         total.dropped
     );
 }
+
+#[test]
+fn the_retained_store_is_bounded_in_bytes_and_refusals_are_counted() {
+    // Room for two 1 KiB messages (each weighs topic + payload + 64), not three.
+    let broker = TestBroker::with(|c| c.limits.max_retained_bytes = 2 * (1024 + 64 + 16));
+    let port = broker.port();
+    let (mut publisher, _) = connect(port, "pub", false);
+    let big = "x".repeat(1024);
+    for (n, topic) in ["fleet/1/state", "fleet/2/state", "fleet/3/state"]
+        .iter()
+        .enumerate()
+    {
+        publish(
+            &mut publisher,
+            n as u16 + 1,
+            topic,
+            &big,
+            QoS::AtLeastOnce,
+            true,
+        );
+    }
+    // Replacing a stored message with one of the same size still fits.
+    publish(
+        &mut publisher,
+        9,
+        "fleet/1/state",
+        &big.replace('x', "y"),
+        QoS::AtLeastOnce,
+        true,
+    );
+    let (mut sub, _) = connect(port, "dashboard", false);
+    subscribe(&mut sub, "fleet/+/state", QoS::AtMostOnce);
+    let mut got: Vec<(String, char)> = drain(&mut sub, Duration::from_millis(300))
+        .iter()
+        .map(|p| (p.topic.to_string(), text(p).chars().next().unwrap()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("fleet/1/state".into(), 'y'), ("fleet/2/state".into(), 'x')]
+    );
+    let total = figures(&broker);
+    // Each of the two shards' replicas refused the third message once.
+    assert_eq!(total.dropped.get("retained_bytes"), Some(&2));
+    assert!(total.retained_bytes <= 2 * (1024 + 64 + 16));
+}
