@@ -5,8 +5,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-/// Two shards on port 0, routing only: the archive (on by default, in `./fleet-data`) is the
-/// ingest's to test, and two tests sharing one data directory would trip over each other.
+/// Two shards on port 0, routing only: the archive and the broker's state (on by default, in
+/// `./fleet-data`) are tested elsewhere, and two tests sharing one data directory would trip
+/// over each other.
 fn broker() -> broker::BrokerHandle {
     let mut config = broker::Config {
         mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -14,6 +15,9 @@ fn broker() -> broker::BrokerHandle {
         ..broker::Config::default()
     };
     config.archive.enabled = false;
+    // Nor broker state on disk (also in ./fleet-data), nor the HTTP listener (port 8080).
+    config.persistence.enabled = false;
+    config.http = None;
     // A fleet that comes back online flushes its buffers all at once; the default bound of
     // 1000 queued messages per session would (as configured) drop the watcher's share of that
     // burst, and this test counts every message.
