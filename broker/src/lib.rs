@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`server`]: [`start`] binds listeners and runs the shards; [`BrokerHandle`] stops them.
 //! - [`shard`]: a shard's state, routing of a message, mesh message handling, the sweeper.
+//! - [`delivery`]: delivery to a shard's sessions, queue bounds and drop policy.
 //! - [`connection`]: the per-connection MQTT state machine (reader and writer tasks).
 //! - [`session`]: session state that survives a connection and moves between shards.
 //! - [`trie`]: the subscription table (`+`, `#`, `$share/`).
@@ -36,6 +37,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod delivery;
 pub mod http;
 pub mod mesh;
 pub mod message;
