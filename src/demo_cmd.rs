@@ -226,10 +226,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  truth       {} (what the simulator really did)",
         truth_path.display()
     );
+    print_summary_report(&args.data);
     println!();
     println!("Next:");
-    println!("  fleetmq broker --data {data}                      # broker + dashboard, archiving");
-    println!("  fleetmq simulate --vehicles 500 --speedup 60      # drive a fleet against it");
+    println!("  fleetmq broker --data {data}                  # broker + dashboard, archiving");
+    println!("  fleetmq simulate --vehicles 500 --speedup 60  # drive a fleet against it");
+    println!("  fleetmq report summary --data {data}          # every vehicle, as above");
+    println!("  fleetmq report excursions --data {data} --chart excursions.svg");
+    println!(
+        "  fleetmq query --data {data} \"SELECT vehicle_id, max(speed_kmh) FROM gps GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
+    );
     println!(
         "  duckdb -c \"SELECT vehicle_id, count(*) FROM read_parquet('{data}/gps/**/*.parquet', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
     );
@@ -240,6 +246,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         anyhow::bail!("the archive does not match what the fleet published");
     }
     Ok(())
+}
+
+/// Prints the first vehicles of the fleet summary report over the new archive.
+fn print_summary_report(data: &Path) {
+    use analytics::{report, Catalog, Format, ReportKind, ReportOptions};
+    let printed = (|| -> Result<(), analytics::AnalyticsError> {
+        let catalog = Catalog::open(data)?;
+        let report = report::run(
+            &catalog,
+            ReportKind::Summary,
+            &ReportOptions::default(),
+            false,
+        )?;
+        let (schema, batch) = report.rows.to_batch()?;
+        let shown = batch.slice(0, batch.num_rows().min(8));
+        println!();
+        println!(
+            "Fleet summary (fleetmq report summary; {} of {} vehicles):",
+            shown.num_rows(),
+            batch.num_rows()
+        );
+        analytics::output::write(Format::Table, &schema, &[shown], &mut std::io::stdout())
+    })();
+    if let Err(e) = printed {
+        eprintln!("fleetmq demo: the summary report failed: {e}");
+    }
 }
 
 fn show_progress(stats: &Arc<Stats>, vehicles: u64) {
