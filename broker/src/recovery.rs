@@ -35,12 +35,41 @@ pub async fn recover(
     stop: &AtomicBool,
 ) -> Result<(), BrokerError> {
     let settings = shard.config.persistence.clone();
+    let failed = |e: &dyn std::fmt::Display| BrokerError::Persistence(e.to_string());
     let mut recovery = persist::recover(&settings, shard.id)
         .await
-        .map_err(|e| BrokerError::Persistence(e.to_string()))?;
+        .map_err(|e| failed(&e))?;
     let now = Instant::now();
-    let sessions = std::mem::take(&mut recovery.state.sessions);
+    let mut sessions = std::mem::take(&mut recovery.state.sessions);
     let mut usernames = std::mem::take(&mut recovery.state.usernames);
+    // State of shards that no longer run (the broker ran with more shards before): shard
+    // `k` is taken over by shard `k % nr_shards`, so nothing written is left behind.
+    let orphans: Vec<usize> = persist::orphan_shards(&settings, shard.nr_shards)
+        .map_err(|e| failed(&e))?
+        .into_iter()
+        .filter(|k| k % shard.nr_shards == shard.id)
+        .collect();
+    for &k in &orphans {
+        let mut theirs = persist::recover(&settings, k)
+            .await
+            .map_err(|e| failed(&e))?;
+        let n = theirs.state.sessions.len();
+        for (client_id, state) in std::mem::take(&mut theirs.state.sessions) {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                sessions.entry(client_id.clone())
+            {
+                let user = theirs.state.usernames.remove(&client_id).flatten();
+                usernames.insert(client_id, user);
+                slot.insert(state);
+            }
+        }
+        tracing::info!(
+            shard = shard.id,
+            from = k,
+            sessions = n,
+            "broker state of a shard that no longer runs taken over"
+        );
+    }
     let retained = std::mem::take(&mut recovery.state.retained);
     let security = shard.security.clone();
     let policy = security.policy();
@@ -159,6 +188,10 @@ pub async fn recover(
         .await
         .map_err(|e| BrokerError::Persistence(e.to_string()))?;
     *shard.persist.borrow_mut() = Some(Rc::new(log));
+    // Our snapshot holds what they held now.
+    for k in orphans {
+        persist::remove_shard_dir(&settings, k).await;
+    }
     let sessions = shard.state.borrow().sessions.len();
     tracing::info!(
         shard = shard.id,

@@ -411,3 +411,47 @@ fn walk(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+#[test]
+fn fewer_shards_after_a_restart_take_over_the_state_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |c| c.shards = 3);
+    let port = broker.port();
+    let ids: Vec<String> = (0..8).map(|i| format!("van-{i}")).collect();
+    for id in &ids {
+        let (mut sub, _) = connect(port, id, true);
+        subscribe(&mut sub, "depot/#", QoS::AtLeastOnce);
+        disconnect(sub);
+    }
+    let (mut publisher, _) = connect(port, "ops", false);
+    publish(
+        &mut publisher,
+        1,
+        "depot/1",
+        "open",
+        QoS::AtLeastOnce,
+        false,
+    );
+    disconnect(publisher);
+    stop(broker);
+
+    let broker = start(dir.path(), |c| c.shards = 1);
+    for id in &ids {
+        let (mut sub, present) = connect(broker.port(), id, true);
+        assert!(present, "{id}");
+        let got: Vec<String> = drain(&mut sub, Duration::from_millis(200))
+            .iter()
+            .map(text)
+            .collect();
+        assert_eq!(got, vec!["open"], "{id}");
+        disconnect(sub);
+    }
+    stop(broker);
+    // The taken-over directories are gone; their state lives in shard 0's snapshot now.
+    assert!(!dir.path().join("shard-1").exists());
+    assert!(!dir.path().join("shard-2").exists());
+    let broker = start(dir.path(), |c| c.shards = 2);
+    let (_sub, present) = connect(broker.port(), &ids[7], true);
+    assert!(present);
+    stop(broker);
+}

@@ -181,6 +181,46 @@ async fn read_file(path: &Path) -> Result<Bytes, String> {
     Ok(Bytes::from(buf))
 }
 
+/// Shard directories at or beyond `nr_shards`: state written by a broker that ran with more
+/// shards, which the shards running now must take over rather than ignore.
+///
+/// # Errors
+/// The state directory exists but cannot be listed.
+pub fn orphan_shards(
+    settings: &PersistenceSettings,
+    nr_shards: usize,
+) -> std::io::Result<Vec<usize>> {
+    let entries = match std::fs::read_dir(&settings.dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name();
+        if let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("shard-"))
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            if n >= nr_shards {
+                out.push(n);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Deletes the directory of a shard whose state another shard took over (and snapshotted).
+pub async fn remove_shard_dir(settings: &PersistenceSettings, shard: usize) {
+    let dir = shard_dir(settings, shard);
+    let shown = dir.display().to_string();
+    if let Err(e) = blocking(move || std::fs::remove_dir_all(dir)).await {
+        tracing::warn!(path = shown, error = %e, "broker state: cannot delete a taken-over shard directory");
+    }
+}
+
 /// What [`recover`] found.
 #[derive(Debug)]
 pub struct Recovery {
