@@ -743,7 +743,9 @@ impl Shard {
         snap.retained = st.retained.len() as u64;
         snap.retained_bytes = st.retained_bytes as u64;
         snap.subscriptions = st.subscriptions.len() as u64;
+        let mut queued_bytes = 0;
         for slot in st.sessions.values() {
+            queued_bytes += slot.state.queued_bytes;
             snap.queued_messages += slot.state.queue.len() as u64;
             snap.inflight_messages += slot.state.inflight.len() as u64;
             if let Some(link) = &slot.link {
@@ -756,7 +758,10 @@ impl Shard {
             .flatten()
             .map(|p| p.depth.get() as u64)
             .sum();
-        snap.queued_bytes = self.queued_total.get() as u64;
+        // The running total is kept exact where queues change; recounting here (once a
+        // second, over sessions walked anyway) keeps any slip from lasting.
+        self.queued_total.set(queued_bytes);
+        snap.queued_bytes = queued_bytes as u64;
         if let Some(p) = self.persist.borrow().as_ref() {
             let stats = p.stats();
             snap.persist_log_bytes = stats.log_bytes;

@@ -248,3 +248,28 @@ fn the_retained_store_is_bounded_in_bytes_and_refusals_are_counted() {
     assert_eq!(total.dropped.get("retained_bytes"), Some(&2));
     assert!(total.retained_bytes <= 2 * (1024 + 64 + 16));
 }
+
+#[test]
+fn the_shards_queues_share_one_bound_in_bytes() {
+    // One shard, room for about 8 messages of 1 KiB across all its sessions.
+    let broker = TestBroker::with(|c| {
+        c.shards = 1;
+        c.limits.max_shard_queued_bytes = 8 * (1024 + 64 + 1);
+    });
+    let port = broker.port();
+    for id in ["a", "b"] {
+        let (mut sub, _) = connect(port, id, true);
+        subscribe(&mut sub, "t", QoS::AtLeastOnce);
+        disconnect(sub);
+    }
+    let (mut publisher, _) = connect(port, "pub", false);
+    let big = "x".repeat(1024);
+    for n in 0..10u16 {
+        publish(&mut publisher, n + 1, "t", &big, QoS::AtLeastOnce, false);
+    }
+    let total = figures(&broker);
+    // 20 deliveries, 8 fit: 12 refused, whichever session they were for.
+    assert_eq!(total.dropped.get("shard_queue_bytes"), Some(&12));
+    assert_eq!(total.queued_messages, 8);
+    assert!(total.queued_bytes <= 8 * (1024 + 64 + 1) as u64);
+}
