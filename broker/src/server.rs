@@ -62,6 +62,8 @@ pub enum BrokerError {
 /// A running broker.
 pub struct BrokerHandle {
     archive: Option<Arc<Archive>>,
+    /// The state directory's lock, released when the handle goes (after the shards stopped).
+    _state_lock: Option<std::fs::File>,
     mqtt_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     mqtts_addr: Option<SocketAddr>,
@@ -246,6 +248,14 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
             ))
         })?;
     }
+    let state_lock = if config.persistence.enabled {
+        Some(
+            crate::persist::lock_state_dir(&config.persistence)
+                .map_err(BrokerError::Persistence)?,
+        )
+    } else {
+        None
+    };
     let security = Arc::new(Security::load(&config)?);
     let public = config.public_listeners();
     if config.auth.allow_anonymous && !public.is_empty() {
@@ -307,6 +317,7 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
         .map_err(|e| BrokerError::Executor(e.to_string()))?;
     let mut handle = BrokerHandle {
         archive,
+        _state_lock: state_lock,
         mqtt_addr,
         http_addr,
         mqtts_addr,

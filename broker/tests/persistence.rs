@@ -232,7 +232,11 @@ fn qos2_in_progress_on_both_sides_is_exactly_once_across_a_restart() {
 fn newest_logs(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for shard in std::fs::read_dir(dir).unwrap() {
-        let mut logs: Vec<_> = std::fs::read_dir(shard.unwrap().path())
+        let shard = shard.unwrap().path();
+        if !shard.is_dir() {
+            continue;
+        }
+        let mut logs: Vec<_> = std::fs::read_dir(shard)
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "log"))
@@ -533,4 +537,31 @@ fn publish_latency_with_and_without_persistence() {
         );
         stop(broker);
     }
+}
+
+#[test]
+fn a_second_broker_on_the_same_state_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(dir.path(), |_| {});
+    let mut config = broker::Config {
+        archive: broker::config::ArchiveSettings {
+            enabled: false,
+            ..Default::default()
+        },
+        mqtt: "127.0.0.1:0".parse().unwrap(),
+        http: None,
+        shards: 1,
+        ..broker::Config::default()
+    };
+    config.persistence.dir = dir.path().to_path_buf();
+    match broker::start(config.clone()) {
+        Err(broker::BrokerError::Persistence(why)) => assert!(why.contains("in use"), "{why}"),
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("a second broker started on the same state directory"),
+    }
+    stop(first);
+    // Released with the first broker.
+    let second = broker::start(config).unwrap();
+    second.shutdown();
+    second.join().unwrap();
 }

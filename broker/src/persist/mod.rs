@@ -181,6 +181,34 @@ async fn read_file(path: &Path) -> Result<Bytes, String> {
     Ok(Bytes::from(buf))
 }
 
+/// Takes the state directory's exclusive lock (created if need be), held for as long as the
+/// returned file is open: two brokers writing one state directory would corrupt each other's
+/// logs, and recovery of one would delete the other's segments.
+///
+/// # Errors
+/// The directory or lock file cannot be created, or another process holds the lock.
+pub fn lock_state_dir(settings: &PersistenceSettings) -> Result<std::fs::File, String> {
+    let path = settings.dir.join(".lock");
+    let file = std::fs::create_dir_all(&settings.dir)
+        .and_then(|()| {
+            std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        })
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{} is in use by another broker: one broker per state directory (give this one \
+             another --data, or persistence.dir)",
+            settings.dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// Shard directories at or beyond `nr_shards`: state written by a broker that ran with more
 /// shards, which the shards running now must take over rather than ignore.
 ///
