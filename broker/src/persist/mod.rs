@@ -504,9 +504,11 @@ impl Persist {
 }
 
 async fn run(inner: Rc<Inner>, mut log: Log) {
+    let periodic = inner.policy == FsyncPolicy::Periodic;
+    // Periodic policy: something was written since the last sync.
+    let mut unsynced = false;
     loop {
-        let periodic = inner.policy == FsyncPolicy::Periodic;
-        let round = poll_fn(|cx| {
+        let next = poll_fn(|cx| {
             let mut pending = inner.pending.borrow_mut();
             if !pending.frames.is_empty() {
                 Poll::Ready(Some((std::mem::take(&mut pending.frames), pending.issued)))
@@ -516,10 +518,31 @@ async fn run(inner: Rc<Inner>, mut log: Log) {
                 pending.task_waker = Some(cx.waker().clone());
                 Poll::Pending
             }
-        })
-        .await;
+        });
+        let round = if periodic && unsynced {
+            // Sync at the end of the interval even if nothing more is appended.
+            let left = log.sync_interval.saturating_sub(log.last_sync.elapsed());
+            futures_lite::future::or(async { Some(next.await) }, async {
+                glommio::timer::sleep(left).await;
+                None
+            })
+            .await
+        } else {
+            Some(next.await)
+        };
+        let Some(round) = round else {
+            if let Err(e) = log.writer.sync().await {
+                tracing::error!(shard = inner.shard, error = %e, "broker state log: sync failed");
+                inner.pending.borrow_mut().failed = Some(e.to_string());
+                return;
+            }
+            log.last_sync = Instant::now();
+            unsynced = false;
+            continue;
+        };
         let Some((frames, upto)) = round else { break };
         let sync = !periodic || log.last_sync.elapsed() >= log.sync_interval;
+        unsynced = !sync;
         let written = log.write(&frames, sync).await;
         {
             let mut pending = inner.pending.borrow_mut();
