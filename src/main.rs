@@ -65,7 +65,9 @@ fn init_tracing() {
     // write-ahead log; it falls back by itself, so that line is noise to a user. rustls warns on
     // every handshake from clients (mosquitto_pub among them) that send an IP address as SNI.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,glommio::reactor=off,rustls::msgs::handshake=error")
+        tracing_subscriber::EnvFilter::new(
+            "info,glommio::reactor=off,rustls::msgs::handshake=error",
+        )
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
