@@ -122,6 +122,9 @@ pub enum ShardMsg {
     BarrierAck {
         /// The request id.
         req: u64,
+        /// A durable barrier's log failed on the answering shard: what it was asked to make
+        /// durable is not.
+        failed: bool,
     },
 }
 

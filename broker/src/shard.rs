@@ -105,6 +105,10 @@ pub struct ShardState {
     share_cursor: HashMap<ByteStr, usize>,
 }
 
+/// A barrier in flight: answers still expected, whether one reported a failure, and where to
+/// signal completion (true: every peer answered without failure).
+type PendingBarrier = (usize, bool, LocalSender<bool>);
+
 /// One shard of the broker.
 pub struct Shard {
     /// This shard's index.
@@ -119,7 +123,9 @@ pub struct Shard {
     pub metrics: Metrics,
     peers: Vec<Option<Rc<PeerQueue>>>,
     pending_claims: RefCell<HashMap<u64, LocalSender<Option<Box<SessionState>>>>>,
-    pending_barriers: RefCell<HashMap<u64, (usize, LocalSender<()>)>>,
+    /// Barriers in flight: answers still expected, whether one reported a failure, and
+    /// where to signal completion.
+    pending_barriers: RefCell<HashMap<u64, PendingBarrier>>,
     next_req: Cell<u64>,
     next_conn: Cell<u64>,
     /// Set by [`crate::BrokerHandle::shutdown`], seen by the sweeper.
@@ -295,15 +301,17 @@ impl Shard {
 
     /// [`Shard::barrier`], and with `durable` also until every peer's state log holds what
     /// applying it appended (a QoS 1/2 message queued there for a persistent session).
-    pub async fn barrier_with(self: &Rc<Self>, durable: bool) {
+    /// False when a peer's log failed or a peer did not answer in time: then what was sent
+    /// may not be durable, and must not be acknowledged as if it were.
+    pub async fn barrier_with(self: &Rc<Self>, durable: bool) -> bool {
         if self.nr_shards <= 1 {
-            return;
+            return true;
         }
         let req = self.next_req();
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending_barriers
             .borrow_mut()
-            .insert(req, (self.nr_shards - 1, tx));
+            .insert(req, (self.nr_shards - 1, false, tx));
         for peer in self.peers.iter().flatten() {
             peer.push(ShardMsg::Barrier {
                 from: self.id,
@@ -313,16 +321,19 @@ impl Shard {
         }
         // Peers answer within microseconds; the bound only matters while shards shut down.
         let answered = glommio::timer::timeout(PEER_ANSWER_LIMIT, async {
-            let _ = rx.recv().await;
-            Ok(())
+            Ok(rx.recv().await.unwrap_or(false))
         })
         .await;
-        if answered.is_err() {
-            self.pending_barriers.borrow_mut().remove(&req);
-            tracing::warn!(
-                shard = self.id,
-                "barrier not answered by every shard in time"
-            );
+        match answered {
+            Ok(ok) => ok,
+            Err(_) => {
+                self.pending_barriers.borrow_mut().remove(&req);
+                tracing::warn!(
+                    shard = self.id,
+                    "barrier not answered by every shard in time"
+                );
+                false
+            }
         }
     }
 
@@ -446,14 +457,18 @@ impl Shard {
                     Some(p) if durable => {
                         let (shard, ticket) = (self.clone(), p.last_ticket());
                         glommio::spawn_local(async move {
-                            if let Err(e) = p.durable(ticket).await {
-                                tracing::error!(shard = shard.id, error = %e, "state log failed");
-                            }
-                            shard.send(from, ShardMsg::BarrierAck { req });
+                            let failed = match p.durable(ticket).await {
+                                Ok(()) => false,
+                                Err(e) => {
+                                    tracing::error!(shard = shard.id, error = %e, "state log failed");
+                                    true
+                                }
+                            };
+                            shard.send(from, ShardMsg::BarrierAck { req, failed });
                         })
                         .detach();
                     }
-                    _ => self.send(from, ShardMsg::BarrierAck { req }),
+                    _ => self.send(from, ShardMsg::BarrierAck { req, failed: false }),
                 }
             }
             ShardMsg::Adopt { client_id, shard } => {
@@ -480,13 +495,14 @@ impl Shard {
                 }
                 self.log(|| Record::SessionRemove { client_id });
             }
-            ShardMsg::BarrierAck { req } => {
+            ShardMsg::BarrierAck { req, failed } => {
                 let mut pending = self.pending_barriers.borrow_mut();
-                if let Some((left, _)) = pending.get_mut(&req) {
+                if let Some((left, any_failed, _)) = pending.get_mut(&req) {
                     *left -= 1;
+                    *any_failed |= failed;
                     if *left == 0 {
-                        if let Some((_, tx)) = pending.remove(&req) {
-                            let _ = tx.try_send(());
+                        if let Some((_, any_failed, tx)) = pending.remove(&req) {
+                            let _ = tx.try_send(!any_failed);
                         }
                     }
                 }

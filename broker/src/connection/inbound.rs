@@ -67,9 +67,12 @@ impl Conn {
             if qos != QoS::AtMostOnce {
                 // Acknowledge only once every shard has it: a subscribe anywhere then sees it
                 // (and, under fsync = "always", once shard 0 has logged it durably).
-                self.shard
-                    .barrier_with(self.shard.acks_wait_for_log())
-                    .await;
+                let waits = self.shard.acks_wait_for_log();
+                if !self.shard.barrier_with(waits).await && waits {
+                    return Err(Ending::ServerFailure(
+                        "the retained message could not be made durable".into(),
+                    ));
+                }
             }
         }
         let outcome = self.shard.route(&message);
@@ -274,8 +277,14 @@ impl Conn {
         if !self.shard.acks_wait_for_log() {
             return Ok(());
         }
-        if remote {
-            self.shard.barrier_with(true).await;
+        if remote && !self.shard.barrier_with(true).await {
+            tracing::error!(
+                shard = self.shard.id,
+                "a peer's state log failed or did not answer; not acknowledging"
+            );
+            return Err(Ending::ServerFailure(
+                "the broker's state log failed".into(),
+            ));
         }
         self.shard.log_durable().await.map_err(|e| {
             tracing::error!(shard = self.shard.id, error = %e, "state log failed; not acknowledging");
