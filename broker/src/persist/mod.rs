@@ -19,6 +19,7 @@
 //! replayed segments can go.
 
 mod codec;
+mod files;
 mod frame;
 pub mod record;
 pub mod state;
@@ -31,23 +32,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use futures_lite::{future::poll_fn, AsyncReadExt, AsyncWriteExt};
-use glommio::io::{
-    Directory, DmaFile, DmaStreamReaderBuilder, DmaStreamWriter, DmaStreamWriterBuilder,
-};
+use futures_lite::{future::poll_fn, AsyncWriteExt};
+use glommio::io::DmaStreamWriter;
 
+use files::{
+    blocking, create_segment, list_segments, read_file, remove, segment_path, write_snapshot,
+    SNAPSHOT,
+};
+pub use files::{lock_state_dir, orphan_shards, remove_shard_dir, shard_dir};
 pub use record::Record;
 pub use state::Recovered;
 
 use crate::config::{FsyncPolicy, PersistenceSettings};
-
-/// Write buffer of the segment writer.
-const WRITE_BUFFER: usize = 128 << 10;
-/// Name of the snapshot file.
-const SNAPSHOT: &str = "snapshot";
-/// Name of the snapshot while it is written.
-const SNAPSHOT_TMP: &str = "snapshot.tmp";
 
 /// Why the state directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -135,118 +131,6 @@ struct Pending {
     closing: bool,
     waiters: Vec<Waker>,
     task_waker: Option<Waker>,
-}
-
-/// The directory of shard `shard`'s state.
-pub fn shard_dir(settings: &PersistenceSettings, shard: usize) -> PathBuf {
-    settings.dir.join(format!("shard-{shard}"))
-}
-
-fn segment_path(dir: &Path, segment: u64) -> PathBuf {
-    dir.join(format!("{segment:020}.log"))
-}
-
-fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        if let Some(n) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse().ok())
-        {
-            out.push(n);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-/// Runs blocking file-system work off the executor thread.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    glommio::executor().spawn_blocking(f).await
-}
-
-async fn read_file(path: &Path) -> Result<Bytes, String> {
-    let file = DmaFile::open(path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut reader = DmaStreamReaderBuilder::new(file)
-        .with_buffer_size(128 << 10)
-        .build();
-    let mut buf = Vec::new();
-    let read = reader.read_to_end(&mut buf).await;
-    let _ = reader.close().await;
-    read.map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Bytes::from(buf))
-}
-
-/// Takes the state directory's exclusive lock (created if need be), held for as long as the
-/// returned file is open: two brokers writing one state directory would corrupt each other's
-/// logs, and recovery of one would delete the other's segments.
-///
-/// # Errors
-/// The directory or lock file cannot be created, or another process holds the lock.
-pub fn lock_state_dir(settings: &PersistenceSettings) -> Result<std::fs::File, String> {
-    let path = settings.dir.join(".lock");
-    let file = std::fs::create_dir_all(&settings.dir)
-        .and_then(|()| {
-            std::fs::File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-        })
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "{} is in use by another broker: one broker per state directory (give this one \
-             another --data, or persistence.dir)",
-            settings.dir.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
-/// Shard directories at or beyond `nr_shards`: state written by a broker that ran with more
-/// shards, which the shards running now must take over rather than ignore.
-///
-/// # Errors
-/// The state directory exists but cannot be listed.
-pub fn orphan_shards(
-    settings: &PersistenceSettings,
-    nr_shards: usize,
-) -> std::io::Result<Vec<usize>> {
-    let entries = match std::fs::read_dir(&settings.dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let name = entry?.file_name();
-        if let Some(n) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("shard-"))
-            .and_then(|n| n.parse::<usize>().ok())
-        {
-            if n >= nr_shards {
-                out.push(n);
-            }
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-/// Deletes the directory of a shard whose state another shard took over (and snapshotted).
-pub async fn remove_shard_dir(settings: &PersistenceSettings, shard: usize) {
-    let dir = shard_dir(settings, shard);
-    let shown = dir.display().to_string();
-    if let Err(e) = blocking(move || std::fs::remove_dir_all(dir)).await {
-        tracing::warn!(path = shown, error = %e, "broker state: cannot delete a taken-over shard directory");
-    }
 }
 
 /// What [`recover`] found.
@@ -616,86 +500,5 @@ impl Log {
         remove(segment_path(&self.dir, self.segment)).await;
         self.segment = next;
         Ok(())
-    }
-}
-
-/// Writes a snapshot durably: a temp file, synced, renamed over the old one, directory synced.
-/// Items are encoded and written a chunk at a time, so neither the shard's time nor memory
-/// grows with the size of its state.
-async fn write_snapshot(
-    dir: &Path,
-    next_segment: u64,
-    source: &dyn StateSource,
-) -> Result<u64, String> {
-    /// Encoded bytes handed to the writer at once.
-    const CHUNK: usize = 256 << 10;
-    let tmp = dir.join(SNAPSHOT_TMP);
-    let file = DmaFile::create(&tmp)
-        .await
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let mut writer = DmaStreamWriterBuilder::new(file)
-        .with_buffer_size(WRITE_BUFFER)
-        .build();
-    let mut buf = Vec::with_capacity(CHUNK);
-    let mut w = codec::Writer::default();
-    Record::SnapshotHeader { next_segment }.encode(&mut w);
-    frame::encode(&w.buf, &mut buf);
-    let mut total = 0u64;
-    for (i, key) in source.keys().iter().enumerate() {
-        if let Some(record) = source.record(key) {
-            let mut w = codec::Writer::default();
-            record.encode(&mut w);
-            frame::encode(&w.buf, &mut buf);
-        }
-        if buf.len() >= CHUNK {
-            writer.write_all(&buf).await.map_err(|e| e.to_string())?;
-            total += buf.len() as u64;
-            buf.clear();
-        }
-        if i % 64 == 63 {
-            glommio::yield_if_needed().await;
-        }
-    }
-    writer.write_all(&buf).await.map_err(|e| e.to_string())?;
-    total += buf.len() as u64;
-    writer.sync().await.map_err(|e| e.to_string())?;
-    writer.close().await.map_err(|e| e.to_string())?;
-    let (from, to) = (tmp.clone(), dir.join(SNAPSHOT));
-    blocking(move || std::fs::rename(from, to))
-        .await
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    sync_dir(dir).await?;
-    Ok(total)
-}
-
-async fn sync_dir(dir: &Path) -> Result<(), String> {
-    let directory = Directory::open(dir)
-        .await
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    directory.sync().await.map_err(|e| e.to_string())?;
-    let _ = directory.close().await;
-    Ok(())
-}
-
-/// Creates segment `segment` and makes its directory entry durable.
-async fn create_segment(dir: &Path, segment: u64) -> Result<DmaStreamWriter, String> {
-    let path = segment_path(dir, segment);
-    let file = DmaFile::create(&path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    sync_dir(dir).await?;
-    Ok(DmaStreamWriterBuilder::new(file)
-        .with_buffer_size(WRITE_BUFFER)
-        .with_write_behind(2)
-        .build())
-}
-
-/// Deletes a file; a failure is logged (recovery skips segments older than the snapshot).
-async fn remove(path: PathBuf) {
-    let shown = path.display().to_string();
-    if let Err(e) = blocking(move || std::fs::remove_file(path)).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = shown, error = %e, "broker state: cannot delete an old log segment");
-        }
     }
 }
