@@ -302,8 +302,15 @@ proptest::proptest! {
         for w in fixes.windows(2) {
             let d = haversine_m(w[0].lat, w[0].lon, w[1].lat, w[1].lon);
             let dt = (w[1].ts - w[0].ts) as f64 / 1000.0;
-            let v_max = w[0].speed_kmh.max(w[1].speed_kmh) / 3.6 + 1.0;
-            proptest::prop_assert!(d <= v_max * dt + 0.3, "jump of {} m", d);
+            // Across a GPS dropout the vehicle may have sped up and slowed down again unseen
+            // (seed 4455901761409652300, vehicle 25: 551 m in a 54 s gap between two fixes at
+            // walking pace), so there only the top speed limit bounds the jump.
+            let v_max = if dt > 1.5 {
+                90.0 / 3.6 + 1.0
+            } else {
+                w[0].speed_kmh.max(w[1].speed_kmh) / 3.6 + 1.0
+            };
+            proptest::prop_assert!(d <= v_max * dt + 0.3, "jump of {} m in {} s", d, dt);
             proptest::prop_assert!(w[1].speed_kmh <= 90.0);
         }
         let seqs: Vec<u64> = readings(&events).map(|r| r.seq).collect();
