@@ -414,3 +414,49 @@ async fn every_retained_message_arrives_on_subscribe_beyond_live_queue_limits() 
         }
     }
 }
+
+/// 5.0 refusals say why (reason string), unless the client asked for no problem information.
+#[test]
+fn v5_suback_refusals_carry_a_reason_string_unless_declined() {
+    let broker = TestBroker::start();
+    for (declined, client) in [(false, "curious"), (true, "terse")] {
+        let mut raw = Raw::open(broker.port(), Protocol::V5);
+        let Packet::Connect(mut connect) = Raw::connect_packet(Protocol::V5, client, 30, None)
+        else {
+            unreachable!()
+        };
+        if declined {
+            connect.properties.request_problem_information = Some(0);
+        }
+        raw.send(&Packet::Connect(connect));
+        assert!(matches!(raw.recv(SHORT), Some(Packet::ConnAck(_))));
+        raw.send(&Packet::Subscribe(Subscribe {
+            pkid: 3,
+            subscriptions: vec![
+                Subscription {
+                    filter: ByteStr::from("ok/+"),
+                    options: SubscriptionOptions::default(),
+                },
+                Subscription {
+                    filter: ByteStr::from("bad/#/filter"),
+                    options: SubscriptionOptions::default(),
+                },
+            ],
+            properties: Properties::default(),
+        }));
+        match raw.recv(SHORT) {
+            Some(Packet::SubAck(ack)) => {
+                assert_eq!(
+                    ack.reasons,
+                    [ReasonCode::GRANTED_QOS_0, ReasonCode::TOPIC_FILTER_INVALID]
+                );
+                match (declined, ack.properties.reason_string) {
+                    (false, Some(why)) => assert!(why.contains("filter 2"), "{why}"),
+                    (true, None) => {}
+                    (d, other) => panic!("declined={d}, reason string {other:?}"),
+                }
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+}

@@ -123,15 +123,24 @@ impl Conn {
         } else {
             ReasonCode::SUCCESS
         };
+        let refusal = PubAck {
+            pkid,
+            reason,
+            properties: if v5 {
+                self.reason_properties(|| format!("not authorized to publish to {topic}"))
+            } else {
+                Properties::default()
+            },
+        };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.outbox.push(Packet::PubAck(ack(pkid, reason))),
+            QoS::AtLeastOnce => self.outbox.push(Packet::PubAck(refusal)),
             QoS::ExactlyOnce => {
                 if !v5 {
                     // The exchange goes on with PUBREL/PUBCOMP as for any accepted message.
                     self.inbound_qos2(pkid, true);
                 }
-                self.outbox.push(Packet::PubRec(ack(pkid, reason)));
+                self.outbox.push(Packet::PubRec(refusal));
             }
         }
     }

@@ -107,6 +107,7 @@ where
         cert_user,
         access: None,
         publish_budget: None,
+        problem_information: true,
     };
     conn.run(reader, writer).await;
     shard.state.borrow_mut().connections.remove(&conn_id);
@@ -139,6 +140,8 @@ struct Conn {
     access: Option<ClientAccess>,
     /// Publish rate budget: tokens left and when it was last refilled.
     publish_budget: Option<(f64, Instant)>,
+    /// 5.0 Request Problem Information: reason strings may go in acks (default yes).
+    problem_information: bool,
 }
 
 impl Conn {
@@ -433,6 +436,15 @@ impl Conn {
             );
         }
         allowed
+    }
+
+    /// Properties carrying `why` as a 5.0 reason string, when the client accepts them in acks.
+    fn reason_properties(&self, why: impl FnOnce() -> String) -> protocol::Properties {
+        let mut properties = protocol::Properties::default();
+        if self.protocol.is_v5() && self.problem_information {
+            properties.reason_string = Some(ByteStr::from(why()));
+        }
+        properties
     }
 
     /// Tells a 5.0 client why it is being disconnected (reason code and reason string).

@@ -82,10 +82,21 @@ impl Conn {
         self.log_subscriptions();
         // Acknowledge only when every shard routes with the new subscriptions.
         self.shard.barrier().await;
+        let refused: Vec<String> = reasons
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_error())
+            .map(|(i, r)| format!("filter {}: {}", i + 1, r.name()))
+            .collect();
+        let properties = if refused.is_empty() {
+            Properties::default()
+        } else {
+            self.reason_properties(|| refused.join("; "))
+        };
         self.outbox.push(Packet::SubAck(SubAck {
             pkid: subscribe.pkid,
             reasons,
-            properties: Properties::default(),
+            properties,
         }));
         for (filter, options) in retained {
             self.shard.send_retained(&client_id, &filter, options, id);
