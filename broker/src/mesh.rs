@@ -135,14 +135,36 @@ pub struct PeerQueue {
     waker: RefCell<Option<Waker>>,
     /// Messages waiting, for metrics.
     pub depth: Cell<usize>,
+    /// Deliveries waiting in the queue's batches: what bounds its memory.
+    pub deliveries: Cell<usize>,
 }
+
+/// Most deliveries in one `Deliver` message: the receiving shard handles a batch in one go, so
+/// a batch must stay small enough not to stall it.
+pub const MAX_BATCH: usize = 1024;
+
+/// Deliveries waiting for one peer beyond which QoS 0 deliveries towards it are dropped (and
+/// counted): a flood towards a shard that cannot keep up must not grow memory without bound.
+pub const QOS0_BACKLOG_LIMIT: usize = 32 * 1024;
+
+/// Deliveries waiting for the peers of a shard beyond which its connections stop reading
+/// PUBLISH packets until the backlog drains: QoS 1/2 are never dropped here, TCP pushes back
+/// on the publishers instead.
+pub const BACKLOG_HIGH_WATER: usize = 64 * 1024;
 
 impl PeerQueue {
     /// Queues a message for the peer.
     pub fn push(&self, msg: ShardMsg) {
         let mut queue = self.queue.borrow_mut();
+        if let ShardMsg::Deliver(more) = &msg {
+            self.deliveries.set(self.deliveries.get() + more.len());
+        }
         match (queue.back_mut(), msg) {
-            (Some(ShardMsg::Deliver(batch)), ShardMsg::Deliver(more)) => batch.extend(more),
+            (Some(ShardMsg::Deliver(batch)), ShardMsg::Deliver(more))
+                if batch.len() + more.len() <= MAX_BATCH =>
+            {
+                batch.extend(more)
+            }
             (_, msg) => queue.push_back(msg),
         }
         self.depth.set(queue.len());
@@ -153,8 +175,15 @@ impl PeerQueue {
     }
 
     /// Queues one delivery, joining the batch at the back of the queue if there is one.
-    pub fn push_delivery(&self, client_id: ByteStr, delivery: Delivery) {
+    /// Returns false, queuing nothing, for a QoS 0 delivery while the backlog is over
+    /// [`QOS0_BACKLOG_LIMIT`]; the caller counts the drop.
+    pub fn push_delivery(&self, client_id: ByteStr, delivery: Delivery) -> bool {
+        if delivery.qos == protocol::QoS::AtMostOnce && self.deliveries.get() >= QOS0_BACKLOG_LIMIT
+        {
+            return false;
+        }
         self.push(ShardMsg::Deliver(vec![(client_id, delivery)]));
+        true
     }
 
     /// Waits for the next message.
@@ -178,6 +207,10 @@ impl Future for NextMsg {
         match queue.pop_front() {
             Some(msg) => {
                 self.queue.depth.set(queue.len());
+                if let ShardMsg::Deliver(batch) = &msg {
+                    let left = self.queue.deliveries.get().saturating_sub(batch.len());
+                    self.queue.deliveries.set(left);
+                }
                 Poll::Ready(msg)
             }
             None => {
@@ -185,5 +218,61 @@ impl Future for NextMsg {
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod backlog_tests {
+    use super::*;
+    use crate::message::Message;
+    use protocol::QoS;
+
+    fn delivery(qos: QoS) -> Delivery {
+        Delivery {
+            message: Message {
+                topic: ByteStr::from("flood/x"),
+                payload: bytes::Bytes::from_static(b"p"),
+                qos,
+                retain: false,
+                properties: None,
+                expires_at: None,
+                publisher: None,
+            },
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    /// Regression: a flood towards a slower shard grew one unbounded queue (1 GB in a minute)
+    /// and one giant batch; QoS 0 is now dropped past the limit, batches stay small, and the
+    /// count of waiting deliveries is what the shard's back-pressure reads.
+    #[test]
+    fn backlog_is_bounded_for_qos0_and_batched_in_small_pieces() {
+        let queue = Rc::new(PeerQueue::default());
+        let mut dropped = 0;
+        for _ in 0..(QOS0_BACKLOG_LIMIT + 10) {
+            if !queue.push_delivery(ByteStr::from("c"), delivery(QoS::AtMostOnce)) {
+                dropped += 1;
+            }
+        }
+        assert_eq!(dropped, 10);
+        assert_eq!(queue.deliveries.get(), QOS0_BACKLOG_LIMIT);
+        // QoS 1 is never dropped here; the publishers wait instead.
+        assert!(queue.push_delivery(ByteStr::from("c"), delivery(QoS::AtLeastOnce)));
+        assert_eq!(
+            queue.depth.get(),
+            QOS0_BACKLOG_LIMIT.div_ceil(MAX_BATCH) + 1
+        );
+        let first_batch = futures_lite::future::block_on(async {
+            let first = queue.next().await;
+            match first {
+                ShardMsg::Deliver(batch) => batch.len(),
+                _ => 0,
+            }
+        });
+        assert_eq!(first_batch, MAX_BATCH);
+        assert_eq!(queue.deliveries.get(), QOS0_BACKLOG_LIMIT + 1 - MAX_BATCH);
     }
 }

@@ -366,7 +366,7 @@ impl Snapshot {
         metric(
             "mesh_queue_messages",
             "gauge",
-            "Messages waiting to be sent to other shards.",
+            "Deliveries waiting to be handed to other shards.",
             &per_shard(|s| s.mesh_queue),
         );
         metric(

@@ -669,7 +669,11 @@ impl Shard {
                 seq: 0,
             };
             match self.peers.get(t.shard).and_then(|p| p.as_ref()) {
-                Some(peer) => peer.push_delivery(t.client_id, delivery),
+                Some(peer) => {
+                    if !peer.push_delivery(t.client_id, delivery) {
+                        self.metrics.drop_message("mesh_backlog");
+                    }
+                }
                 None => self.deliver_local(&t.client_id, delivery, now),
             }
         }
@@ -751,6 +755,26 @@ impl Shard {
         }
     }
 
+    /// Deliveries waiting to be handed to the other shards.
+    pub fn mesh_backlog(&self) -> usize {
+        self.peers
+            .iter()
+            .flatten()
+            .map(|p| p.deliveries.get())
+            .sum()
+    }
+
+    /// Waits while this shard's backlog towards its peers is over the high-water mark (or the
+    /// connection is asked to close): a flood of publishes must wait for the shards that
+    /// deliver them, not pile up in memory.
+    pub async fn wait_for_mesh_room(&self, control: &Control) {
+        while self.mesh_backlog() >= crate::mesh::BACKLOG_HIGH_WATER
+            && control.requested().is_none()
+        {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// This shard's figures now.
     pub fn snapshot(&self) -> Snapshot {
         let mut snap = self.metrics.counters();
@@ -768,12 +792,7 @@ impl Shard {
                 snap.outbox_packets += link.outbox.len() as u64;
             }
         }
-        snap.mesh_queue = self
-            .peers
-            .iter()
-            .flatten()
-            .map(|p| p.depth.get() as u64)
-            .sum();
+        snap.mesh_queue = self.mesh_backlog() as u64;
         // The running total is kept exact where queues change; recounting here (once a
         // second, over sessions walked anyway) keeps any slip from lasting.
         self.queued_total.set(queued_bytes);

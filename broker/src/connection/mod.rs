@@ -215,6 +215,12 @@ impl Conn {
             if self.outbox.len() > 4 * self.shard.config.limits.max_outbox_packets {
                 return Ending::Requested(CloseRequest::SlowConsumer);
             }
+            // Read no more PUBLISH while the other shards have not taken what this shard owes
+            // them (back-pressure through TCP; nothing is dropped).
+            self.shard.wait_for_mesh_room(&self.control).await;
+            // A socket that always has data would otherwise keep this task running: let the
+            // shard's other tasks (accepts, timers, other clients) have their turn.
+            glommio::yield_if_needed().await;
             match read_some(reader, buf, &self.control).await {
                 ReadEvent::Data(n) => {
                     bump(&self.shard.metrics.bytes_in, n as u64);
