@@ -62,50 +62,42 @@ impl Raw {
 
     /// The next packet, or `None` if the broker closed the connection, within `wait`.
     pub fn recv(&mut self, wait: Duration) -> Option<Packet> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(p) =
-                decode(&mut self.buf, self.protocol, u32::MAX).expect("valid from broker")
-            {
-                return Some(p);
-            }
-            assert!(Instant::now() < deadline, "no packet within {wait:?}");
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return None,
-            }
+        match self.next_packet(wait) {
+            Received::Packet(p) => Some(p),
+            Received::Closed => None,
+            Received::TimedOut => panic!("no packet within {wait:?}"),
         }
     }
 
     /// The next packet within `wait`, or `None` if none came (or the broker closed).
     pub fn recv_within(&mut self, wait: Duration) -> Option<Packet> {
+        match self.next_packet(wait) {
+            Received::Packet(p) => Some(p),
+            Received::Closed | Received::TimedOut => None,
+        }
+    }
+
+    fn next_packet(&mut self, wait: Duration) -> Received {
         let deadline = Instant::now() + wait;
         loop {
             if let Some(p) =
                 decode(&mut self.buf, self.protocol, u32::MAX).expect("valid from broker")
             {
-                return Some(p);
+                return Received::Packet(p);
             }
             if Instant::now() >= deadline {
-                return None;
+                return Received::TimedOut;
             }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
+                Ok(0) => return Received::Closed,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) => {}
-                Err(_) => return None,
+                Err(_) => return Received::Closed,
             }
         }
     }
@@ -118,4 +110,11 @@ impl Raw {
         }
         seen
     }
+}
+
+/// What one wait for a packet brought.
+enum Received {
+    Packet(Packet),
+    Closed,
+    TimedOut,
 }
