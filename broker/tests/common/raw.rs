@@ -63,7 +63,7 @@ impl Raw {
     /// The next packet, or `None` if the broker closed the connection, within `wait`.
     pub fn recv(&mut self, wait: Duration) -> Option<Packet> {
         match self.next_packet(wait) {
-            Received::Packet(p) => Some(p),
+            Received::Packet(p) => Some(*p),
             Received::Closed => None,
             Received::TimedOut => panic!("no packet within {wait:?}"),
         }
@@ -72,7 +72,7 @@ impl Raw {
     /// The next packet within `wait`, or `None` if none came (or the broker closed).
     pub fn recv_within(&mut self, wait: Duration) -> Option<Packet> {
         match self.next_packet(wait) {
-            Received::Packet(p) => Some(p),
+            Received::Packet(p) => Some(*p),
             Received::Closed | Received::TimedOut => None,
         }
     }
@@ -83,7 +83,7 @@ impl Raw {
             if let Some(p) =
                 decode(&mut self.buf, self.protocol, u32::MAX).expect("valid from broker")
             {
-                return Received::Packet(p);
+                return Received::Packet(Box::new(p));
             }
             if Instant::now() >= deadline {
                 return Received::TimedOut;
@@ -114,7 +114,7 @@ impl Raw {
 
 /// What one wait for a packet brought.
 enum Received {
-    Packet(Packet),
+    Packet(Box<Packet>),
     Closed,
     TimedOut,
 }
