@@ -267,7 +267,7 @@ fn print_summary_report(data: &Path) {
             shown.num_rows(),
             batch.num_rows()
         );
-        analytics::output::write(Format::Table, &schema, &[shown], &mut std::io::stdout())
+        analytics::output::write(Format::Table, &schema, &[shown], std::io::stdout())
     })();
     if let Err(e) = printed {
         eprintln!("fleetmq demo: the summary report failed: {e}");

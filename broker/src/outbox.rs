@@ -81,7 +81,9 @@ impl Future for Drain<'_> {
         let this = self.get_mut();
         let mut queue = this.outbox.queue.borrow_mut();
         if !queue.is_empty() {
-            this.batch.extend(queue.drain(..));
+            // Take the queue's buffer along: a burst's capacity must not stay allocated on a
+            // connection that goes quiet afterwards.
+            this.batch.extend(std::mem::take(&mut *queue));
             return Poll::Ready(true);
         }
         if this.outbox.closed.get() {

@@ -154,7 +154,16 @@ pub struct Shard {
     pub(crate) queued_total: Cell<usize>,
     /// When an authentication failure was last logged, and how many were not since.
     auth_log: Cell<(Option<Instant>, u64)>,
+    /// Every connection of this shard reads its socket through this one buffer, then keeps
+    /// only the bytes it got: an idle connection holds no read buffer (see
+    /// `connection::read_some`). One shard is one thread, and a read borrows it only for the
+    /// duration of one non-blocking `poll_read`, so nobody ever waits for it.
+    pub(crate) read_scratch: RefCell<Box<[u8]>>,
 }
+
+/// Size of a shard's read scratch buffer: the most one socket read can bring, which is also
+/// how much work one connection gets per turn before the others get theirs.
+const READ_SCRATCH: usize = 16 * 1024;
 
 /// What routing one message did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -200,6 +209,7 @@ impl Shard {
             drop_log: Cell::new((None, 0)),
             queued_total: Cell::new(0),
             auth_log: Cell::new((None, 0)),
+            read_scratch: RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice()),
         }
     }
 

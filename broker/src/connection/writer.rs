@@ -45,7 +45,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
         ..AliasTable::default()
     };
     let mut batch = Vec::new();
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::new();
     while outbox.drain_into(&mut batch).await {
         for mut packet in batch.drain(..) {
             if let Packet::Publish(publish) = &mut packet {
@@ -64,9 +64,16 @@ pub async fn run<W: AsyncWrite + Unpin>(
             }
             return;
         }
-        buf.clear();
-        if buf.capacity() > 256 * 1024 {
-            buf = BytesMut::with_capacity(4096);
+        if outbox.is_empty() {
+            // Idle again: hold no buffers while waiting (an idle connection should cost a few
+            // hundred bytes); a busy writer keeps them from batch to batch.
+            buf = BytesMut::new();
+            batch = Vec::new();
+        } else {
+            buf.clear();
+            if buf.capacity() > 256 * 1024 {
+                buf = BytesMut::new();
+            }
         }
     }
     let _ = socket.close().await;

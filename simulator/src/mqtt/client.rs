@@ -11,7 +11,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncWriteExt};
 use glommio::{
     channels::local_channel::{self, LocalSender},
     net::TcpStream,
@@ -473,16 +473,30 @@ impl Drop for Connection {
     }
 }
 
+thread_local! {
+    /// The buffer every connection of this thread reads its socket through (64 KiB, so one
+    /// read takes a large burst), then keeps only the bytes it got: thousands of mostly idle
+    /// vehicle connections hold no read buffers. A read borrows it only within one
+    /// non-blocking `poll_read`, which cannot keep it.
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; 64 * 1024].into_boxed_slice());
+}
+
 async fn read_more(
     stream: &mut (impl futures_lite::AsyncRead + Unpin),
     buf: &mut BytesMut,
 ) -> io::Result<usize> {
-    let len = buf.len();
-    buf.resize(len + 4096, 0);
-    let result = stream.read(&mut buf[len..]).await;
-    let n = *result.as_ref().unwrap_or(&0);
-    buf.truncate(len + n);
-    result
+    if buf.is_empty() {
+        // Decoded packets keep their own slices; let go of the rest.
+        *buf = BytesMut::new();
+    }
+    future::poll_fn(|cx| {
+        READ_SCRATCH.with_borrow_mut(|scratch| {
+            let n = std::task::ready!(std::pin::Pin::new(&mut *stream).poll_read(cx, scratch))?;
+            buf.extend_from_slice(&scratch[..n]);
+            std::task::Poll::Ready(Ok(n))
+        })
+    })
+    .await
 }
 
 async fn read_loop(
