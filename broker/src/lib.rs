@@ -15,6 +15,7 @@
 //! - [`connection`]: the per-connection MQTT state machine (reader and writer tasks).
 //! - [`session`]: session state that survives a connection and moves between shards.
 //! - [`trie`]: the subscription table (`+`, `#`, `$share/`).
+//! - [`will`]: Wills, delayed ones kept across a restart.
 //! - [`mesh`]: messages between shards and the per-peer queues that never block a shard.
 //! - [`message`]: messages and deliveries, shared (`Bytes`), never copied per subscriber.
 //! - [`outbox`]: a connection's outbound queue and close signal.
@@ -51,6 +52,7 @@ pub mod session;
 pub mod shard;
 pub mod sys;
 pub mod trie;
+pub mod will;
 
 pub use config::{Config, Limits};
 pub use server::{start, BrokerError, BrokerHandle};

@@ -3,13 +3,18 @@
 //!
 //! The shards go through the same phases and wait for each other between them (a counter
 //! shared by the shard threads; a shard keeps serving mesh messages while it waits):
-//! 1. load the snapshot and the log, install the sessions offline (expiry counts from now),
-//!    register each with the shard that arbitrates its client id ([`ShardMsg::Adopt`]);
+//! 1. load the snapshot and the log, install the sessions offline (expiry counting from when
+//!    the client left, or from now if the broker's stop or crash cut it off; a session that
+//!    expired meanwhile is not installed) and the delayed Wills, register each session with
+//!    the shard that arbitrates its client id ([`ShardMsg::Adopt`]);
 //! 2. (the arbitrating shards have seen every registration and dropped duplicates) broadcast
 //!    the sessions' subscriptions and, from shard 0, the retained messages, to every replica;
-//! 3. write a fresh snapshot and start the log; then the shard may report ready.
+//! 3. write a fresh snapshot and start the log; once every shard is there, publish the Wills
+//!    that fell due (or whose session expired) while the broker was down and schedule the
+//!    others ([`crate::will::arm_recovered`]); then the shard may report ready.
 
 use std::{
+    collections::hash_map::Entry,
     rc::{Rc, Weak},
     sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     time::{Duration, Instant},
@@ -19,7 +24,7 @@ use protocol::ByteStr;
 
 use crate::{
     mesh::ShardMsg,
-    persist::{self, record::Record, Persist, StateKey, StateSource},
+    persist::{self, record::Record, Persist, Recovered, StateKey, StateSource},
     security::{ClientAccess, Identity},
     server::BrokerError,
     shard::{SessionSlot, Shard},
@@ -39,9 +44,7 @@ pub async fn recover(
     let mut recovery = persist::recover(&settings, shard.id)
         .await
         .map_err(|e| failed(&e))?;
-    let now = Instant::now();
-    let mut sessions = std::mem::take(&mut recovery.state.sessions);
-    let mut usernames = std::mem::take(&mut recovery.state.usernames);
+    let mut state = std::mem::take(&mut recovery.state);
     // State of shards that no longer run (the broker ran with more shards before): shard
     // `k` is taken over by shard `k % nr_shards`, so nothing written is left behind.
     let orphans: Vec<usize> = persist::orphan_shards(&settings, shard.nr_shards)
@@ -50,19 +53,10 @@ pub async fn recover(
         .filter(|k| k % shard.nr_shards == shard.id)
         .collect();
     for &k in &orphans {
-        let mut theirs = persist::recover(&settings, k)
+        let theirs = persist::recover(&settings, k)
             .await
             .map_err(|e| failed(&e))?;
-        let n = theirs.state.sessions.len();
-        for (client_id, state) in std::mem::take(&mut theirs.state.sessions) {
-            if let std::collections::hash_map::Entry::Vacant(slot) =
-                sessions.entry(client_id.clone())
-            {
-                let user = theirs.state.usernames.remove(&client_id).flatten();
-                usernames.insert(client_id, user);
-                slot.insert(state);
-            }
-        }
+        let n = take_over(&mut state, theirs.state);
         tracing::info!(
             shard = shard.id,
             from = k,
@@ -70,44 +64,51 @@ pub async fn recover(
             "broker state of a shard that no longer runs taken over"
         );
     }
-    let retained = std::mem::take(&mut recovery.state.retained);
+    let now = Instant::now();
+    let now_ms = persist::unix_ms_now();
     let security = shard.security.clone();
     let policy = security.policy();
-    let mut ids: Vec<ByteStr> = Vec::with_capacity(sessions.len());
+    let mut ids: Vec<ByteStr> = Vec::with_capacity(state.sessions.len());
     let mut expired = 0usize;
-    for (client_id, mut state) in sessions {
-        // Expiry counts from the restart: the broker cannot know how long it was down for
-        // the client, and cutting a session short for the broker's own outage is worse.
-        state.disconnected_at = Some(now);
-        if !state.is_persistent() {
+    for (client_id, mut session) in std::mem::take(&mut state.sessions) {
+        let left_ms = state.offline_since.get(&client_id).copied();
+        let since = offline_since(session.expiry_interval, left_ms, now, now_ms);
+        let Some(since) = since.filter(|_| session.is_persistent()) else {
+            // Its Will, if one waits, is published once recovery is done.
             expired += 1;
             continue;
-        }
-        let identity = match usernames.remove(&client_id).flatten() {
+        };
+        session.disconnected_at = Some(since);
+        let identity = match state.usernames.remove(&client_id).flatten() {
             Some(user) => Identity::User(user.to_string()),
             None => Identity::Anonymous,
         };
         let access = ClientAccess::new(&policy, security.generation(), identity, &client_id);
-        shard.track_queued(state.queued_bytes, true);
+        shard.track_queued(session.queued_bytes, true);
         ids.push(client_id.clone());
         shard.state.borrow_mut().sessions.insert(
             client_id,
             SessionSlot {
-                state,
+                state: session,
                 link: None,
-                conn_id: 0,
                 access,
                 persisted: true,
             },
         );
     }
     drop(policy);
-    if shard.id == 0 {
+    let nr_wills = state.wills.len();
+    {
         let mut st = shard.state.borrow_mut();
-        for (topic, message) in retained {
-            if !message.is_expired(now) {
-                st.retained_bytes += message.weight();
-                st.retained.insert(topic, message);
+        // Armed once every shard has its subscriptions back (below); installed now so that
+        // a `Discard` of a duplicate session cancels its Will.
+        st.wills.extend(std::mem::take(&mut state.wills));
+        if shard.id == 0 {
+            for (topic, message) in std::mem::take(&mut state.retained) {
+                if !message.is_expired(now) {
+                    st.retained_bytes += message.weight();
+                    st.retained.insert(topic, message);
+                }
             }
         }
     }
@@ -198,11 +199,56 @@ pub async fn recover(
         sessions,
         subscriptions = nr_subscriptions,
         retained = nr_retained,
+        wills = nr_wills,
         expired_sessions = expired,
         replayed,
         "broker state recovered"
     );
-    rendezvous(shard, phase, 3, stop).await
+    rendezvous(shard, phase, 3, stop).await?;
+    // Every shard's subscription table is whole now: a Will published here reaches every
+    // subscriber that came back.
+    crate::will::arm_recovered(shard);
+    Ok(())
+}
+
+/// Adds the state of a shard that no longer runs to `ours`; where both hold a session or a
+/// Will of one client id, ours is kept. Returns how many sessions `theirs` held.
+fn take_over(ours: &mut Recovered, mut theirs: Recovered) -> usize {
+    let n = theirs.sessions.len();
+    for (client_id, session) in std::mem::take(&mut theirs.sessions) {
+        if let Entry::Vacant(slot) = ours.sessions.entry(client_id.clone()) {
+            slot.insert(session);
+            let user = theirs.usernames.remove(&client_id).flatten();
+            ours.usernames.insert(client_id.clone(), user);
+            if let Some(ms) = theirs.offline_since.remove(&client_id) {
+                ours.offline_since.insert(client_id, ms);
+            }
+        }
+    }
+    for (client_id, will) in theirs.wills {
+        ours.wills.entry(client_id).or_insert(will);
+    }
+    n
+}
+
+/// The instant a recovered session's client left, or `None` when its expiry has run out
+/// since (the broker was down for longer than the session had left).
+///
+/// `left_ms` is when the client left, wall-clock; a session without it was cut off by the
+/// broker's own stop or crash (or written by a build that did not record it), and its expiry
+/// counts from the restart: the client could not come back while the broker was down, and
+/// ending its session for the broker's outage would be worse than keeping it a while longer.
+fn offline_since(expiry: u32, left_ms: Option<u64>, now: Instant, now_ms: u64) -> Option<Instant> {
+    let Some(left_ms) = left_ms else {
+        return Some(now);
+    };
+    let away = Duration::from_millis(now_ms.saturating_sub(left_ms));
+    if expiry != u32::MAX && away >= Duration::from_secs(u64::from(expiry)) {
+        return None;
+    }
+    // An instant before the machine booted cannot be represented: the session then counts
+    // from now, which keeps it longer rather than ending it early.
+    Some(now.checked_sub(away).unwrap_or(now))
 }
 
 /// Waits until every shard has reached `step`.
@@ -242,6 +288,7 @@ impl StateSource for ShardSource {
             .filter(|(_, slot)| slot.persisted)
             .map(|(id, _)| StateKey::Session(id.clone()))
             .collect();
+        keys.extend(st.wills.keys().map(|id| StateKey::Will(id.clone())));
         if shard.id == 0 {
             keys.extend(
                 st.retained
@@ -272,6 +319,31 @@ impl StateSource for ShardSource {
                 topic: topic.clone(),
                 message: Some(m.clone()),
             }),
+            StateKey::Will(id) => st.wills.get(id).map(|w| Record::Will {
+                client_id: id.clone(),
+                due_ms: w.due_ms,
+                will: Box::new(w.will.clone()),
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_counts_from_its_clients_departure_or_else_from_the_restart() {
+        let now = Instant::now();
+        let now_ms = 1_700_000_000_000;
+        let ago = |secs: u64| Some(now_ms - secs * 1000);
+        // Cut off by the broker's stop or crash: from now, however short the expiry.
+        assert_eq!(offline_since(1, None, now, now_ms), Some(now));
+        // Left 10 s ago: gone with a 10 s expiry, 10 s into an hour's.
+        assert_eq!(offline_since(10, ago(10), now, now_ms), None);
+        let since = offline_since(3600, ago(10), now, now_ms);
+        assert!(since.is_some_and(|at| now - at == Duration::from_secs(10)));
+        // A session that never expires never does, however long ago its client left.
+        assert!(offline_since(u32::MAX, ago(1 << 30), now, now_ms).is_some());
     }
 }

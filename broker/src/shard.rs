@@ -59,8 +59,6 @@ pub struct SessionSlot {
     pub state: SessionState,
     /// The connection, while online.
     pub link: Option<ConnLink>,
-    /// The id of the last connection attached, so a delayed Will can tell a reconnect.
-    pub conn_id: u64,
     /// What the client may read: checked for every message delivered to it, retained ones
     /// included.
     pub access: crate::security::ClientAccess,
@@ -101,6 +99,8 @@ pub struct ShardState {
     pub evict_after_claim: HashMap<ByteStr, (usize, u64)>,
     /// Live connections, for the keepalive sweep and shutdown.
     pub connections: HashMap<u64, ConnEntry>,
+    /// Wills waiting for their delay, by client id ([`crate::will`]).
+    pub wills: HashMap<ByteStr, crate::will::PendingWill>,
     /// Round-robin position per share group.
     share_cursor: HashMap<ByteStr, usize>,
 }
@@ -503,6 +503,9 @@ impl Shard {
                 if let Some(slot) = gone {
                     self.track_queued(slot.state.queued_bytes, false);
                 }
+                // A session on two shards means its client came back (a takeover), which
+                // cancelled the Will its connection here had left.
+                crate::will::cancel(self, &client_id);
                 self.log(|| Record::SessionRemove { client_id });
             }
             ShardMsg::BarrierAck { req, failed } => {
@@ -520,8 +523,10 @@ impl Shard {
         }
     }
 
-    /// Hands the session of `client_id` to shard `to`, closing its connection here.
+    /// Hands the session of `client_id` to shard `to`, closing its connection here. The client
+    /// is back, so a Will its last connection here left is cancelled.
     fn evict(self: &Rc<Self>, client_id: ByteStr, to: usize, req: u64) {
+        crate::will::cancel(self, &client_id);
         let mut st = self.state.borrow_mut();
         if let Some(slot) = st.sessions.remove(&client_id) {
             if let Some(link) = &slot.link {

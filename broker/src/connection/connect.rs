@@ -172,7 +172,6 @@ impl Conn {
                 SessionSlot {
                     state,
                     link: Some(link),
-                    conn_id: self.id,
                     access: access.clone(),
                     persisted,
                 },

@@ -24,15 +24,12 @@ use std::{
 use bytes::BytesMut;
 use futures_lite::{io::split, AsyncRead, AsyncWrite};
 use glommio::Task;
-use protocol::{
-    decode, ByteStr, DecodeError, Disconnect, Packet, Protocol, Publish, ReasonCode, Will,
-};
+use protocol::{decode, ByteStr, DecodeError, Disconnect, Packet, Protocol, ReasonCode, Will};
 
 use crate::{
-    mesh::ShardMsg,
-    message::Message,
     metrics::bump,
     outbox::{CloseRequest, Control, Outbox},
+    persist::Record,
     security::ClientAccess,
     shard::{ConnEntry, SessionSlot, Shard},
 };
@@ -420,16 +417,26 @@ impl Conn {
         let Some(client_id) = self.client_id.clone() else {
             return;
         };
+        // The broker's own stop is not the client leaving: recovery counts the expiry of a
+        // session cut off that way from the restart, as it does for one cut off by a crash.
+        let shutdown = ending == Ending::Requested(CloseRequest::Shutdown);
         let now = Instant::now();
-        let ends_session = self
+        let (ends_session, persisted) = self
             .with_slot(|slot| {
                 slot.link = None;
-                slot.state.disconnected_at = Some(now);
-                slot.state.expiry_interval == 0
+                if !shutdown {
+                    slot.state.disconnected_at = Some(now);
+                }
+                (slot.state.expiry_interval == 0, slot.persisted)
             })
-            .unwrap_or(false);
+            .unwrap_or((false, false));
         if ends_session {
             self.shard.end_session(&client_id);
+        } else if persisted && !shutdown {
+            self.shard.log(|| Record::Offline {
+                client_id: client_id.clone(),
+                since_ms: crate::persist::unix_ms_now(),
+            });
         }
         let will = self
             .will
@@ -448,9 +455,9 @@ impl Conn {
                 .min(self.session_expiry);
             let taken_over = ending == Ending::Requested(CloseRequest::TakenOver);
             if delay == 0 {
-                publish_will(&self.shard, will, client_id);
+                crate::will::publish_now(&self.shard, will, client_id);
             } else if !taken_over {
-                schedule_will(self.shard.clone(), will, client_id, self.id, delay);
+                crate::will::schedule(&self.shard, client_id, will, self.id, delay);
             }
         }
     }
@@ -523,57 +530,6 @@ async fn read_some<R: AsyncRead + Unpin>(
     let closed = async { ReadEvent::Close(control.wait().await) };
     futures_lite::future::or(read, closed).await
 }
-
-/// Publishes a Will message now.
-fn publish_will(shard: &Rc<Shard>, will: Will, client_id: ByteStr) {
-    let Will {
-        topic,
-        payload,
-        qos,
-        retain,
-        mut properties,
-    } = will;
-    properties.will_delay_interval = None;
-    let publish = Publish {
-        dup: false,
-        qos,
-        retain,
-        topic,
-        pkid: 0,
-        payload,
-        properties,
-    };
-    let message = Message::from_publish(publish, Some(client_id.clone()), Instant::now());
-    tracing::debug!(client_id = %client_id, topic = %message.topic, "publishing will");
-    if message.retain {
-        let stored = (!message.payload.is_empty()).then(|| message.clone());
-        let topic = message.topic.clone();
-        shard.broadcast(|| ShardMsg::Retain {
-            topic: topic.clone(),
-            message: stored.clone(),
-        });
-    }
-    shard.route(&message);
-}
-
-/// Publishes a Will after its delay, unless the client reconnected in the meantime.
-fn schedule_will(shard: Rc<Shard>, will: Will, client_id: ByteStr, conn_id: u64, delay: u32) {
-    glommio::spawn_local(async move {
-        glommio::timer::sleep(Duration::from_secs(u64::from(delay))).await;
-        let reconnected = {
-            let st = shard.state.borrow();
-            match st.sessions.get(&client_id) {
-                Some(slot) => slot.link.is_some() || slot.conn_id != conn_id,
-                None => st.moved_to.contains_key(&client_id),
-            }
-        };
-        if !reconnected {
-            publish_will(&shard, will, client_id);
-        }
-    })
-    .detach();
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{atomic::AtomicBool, Arc};

@@ -1,5 +1,5 @@
-//! Per-shard persistence of the broker's state: sessions, subscriptions, retained messages and
-//! QoS 1/2 messages in flight or queued, on glommio DMA files.
+//! Per-shard persistence of the broker's state: sessions, subscriptions, retained messages,
+//! QoS 1/2 messages in flight or queued and delayed Wills, on glommio DMA files.
 //!
 //! Each shard owns `{state}/shard-{n}/`: a `snapshot` of its whole state and a log of the
 //! changes since, in segments `{n:020}.log`. The shard appends a [`Record`] synchronously
@@ -23,6 +23,7 @@ mod files;
 mod frame;
 pub mod record;
 pub mod state;
+mod values;
 
 use std::{
     cell::{Cell, RefCell},
@@ -42,6 +43,7 @@ use files::{
 pub use files::{lock_state_dir, orphan_shards, remove_shard_dir, shard_dir};
 pub use record::Record;
 pub use state::Recovered;
+pub(crate) use values::unix_ms_now;
 
 use crate::config::{FsyncPolicy, PersistenceSettings};
 
@@ -83,6 +85,8 @@ pub enum StateKey {
     Session(protocol::ByteStr),
     /// A retained message, by topic.
     Retained(protocol::ByteStr),
+    /// A Will waiting for its delay, by client id.
+    Will(protocol::ByteStr),
 }
 
 /// The state a snapshot is taken of. A snapshot lists the keys at one instant, then takes

@@ -5,23 +5,26 @@
 //! still be written after it, into the next segment; replaying those over the snapshot must
 //! not duplicate anything (see [`crate::persist::state`]).
 //!
-//! Messages are stored as MQTT 5.0 PUBLISH packets (the protocol crate's codec already covers
-//! every property a message carries), with the expiry as wall-clock milliseconds since the
-//! instant a message expires at means nothing after a restart.
+//! How the values inside records are encoded is in [`super::values`].
+//!
+//! # Compatibility
+//! The tag of a record is its version: a record whose layout changes gets a new tag, and the
+//! old tag stays readable, so a state directory written by an earlier build recovers with a
+//! later one. (An earlier build refuses the newer tags: it reads them as a corrupt tail.)
+//! Tags so far: 1 `Session` (before it carried `offline_since`; read only), 2 to 10 as below,
+//! 11 `Session` with `offline_since`, 12 `Offline`, 13 `Will`, 14 `WillRemove`.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+use bytes::Bytes;
+use protocol::{ByteStr, Will};
+
+use super::{
+    codec::{Reader, Writer},
+    values::{
+        get_delivery, get_message, get_subscriptions, get_will, len32, put_delivery, put_message,
+        put_subscriptions, put_will,
+    },
 };
-
-use bytes::{Bytes, BytesMut};
-use protocol::{ByteStr, Packet, Protocol, Publish, QoS, RetainHandling, SubscriptionOptions};
-
-use super::codec::{Reader, Writer};
-use crate::{
-    message::{Delivery, Message},
-    session::SessionSubscription,
-};
+use crate::{message::Delivery, message::Message, session::SessionSubscription};
 
 /// One change to a shard's persistent state.
 #[derive(Debug, Clone)]
@@ -94,6 +97,30 @@ pub enum Record {
         /// Segment number replay continues with.
         next_segment: u64,
     },
+    /// The client of a persistent session left (its connection ended, not by the broker's
+    /// own stop): its expiry counts from then, across a restart too.
+    Offline {
+        /// Client id.
+        client_id: ByteStr,
+        /// When, wall-clock milliseconds since the Unix epoch.
+        since_ms: u64,
+    },
+    /// A Will waits for its Will Delay Interval (MQTT 5.0) on this shard; replaces any
+    /// earlier one of the same client.
+    Will {
+        /// Client id: the session it belongs to.
+        client_id: ByteStr,
+        /// When it is due, wall-clock milliseconds since the Unix epoch.
+        due_ms: u64,
+        /// The Will (its delay interval dropped: `due_ms` replaces it); boxed, as its
+        /// properties would make every record as large.
+        will: Box<Will>,
+    },
+    /// The client's pending Will was published or cancelled (the client came back).
+    WillRemove {
+        /// Client id.
+        client_id: ByteStr,
+    },
 }
 
 /// A whole session in a record.
@@ -116,9 +143,14 @@ pub struct SessionImage {
     /// The user it authenticated as (ACL rules apply to its offline deliveries after a
     /// restart too); `None` for anonymous.
     pub username: Option<ByteStr>,
+    /// When its client left, wall-clock milliseconds since the Unix epoch; `None` while
+    /// connected, when the broker's own stop ended its connection, or when written by a build
+    /// before this was recorded (its expiry then counts from the restart).
+    pub offline_since: Option<u64>,
 }
 
-const SESSION: u8 = 1;
+/// `Session` as written before `offline_since` (read only).
+const SESSION_V1: u8 = 1;
 const SUBSCRIPTIONS: u8 = 2;
 const SESSION_REMOVE: u8 = 3;
 const ENQUEUE: u8 = 4;
@@ -128,6 +160,10 @@ const DONE: u8 = 7;
 const INBOUND_QOS2: u8 = 8;
 const RETAIN: u8 = 9;
 const SNAPSHOT_HEADER: u8 = 10;
+const SESSION: u8 = 11;
+const OFFLINE: u8 = 12;
+const WILL: u8 = 13;
+const WILL_REMOVE: u8 = 14;
 
 impl Record {
     /// Appends the body of this record to `w`.
@@ -135,31 +171,7 @@ impl Record {
         match self {
             Record::Session(s) => {
                 w.u8(SESSION);
-                w.str(&s.client_id);
-                w.u32(s.expiry);
-                put_subscriptions(w, &s.subscriptions);
-                w.u32(len32(s.inflight.len()));
-                for (pkid, released, d) in &s.inflight {
-                    w.u16(*pkid);
-                    w.u8(u8::from(*released));
-                    put_delivery(w, d);
-                }
-                w.u32(len32(s.queue.len()));
-                for d in &s.queue {
-                    put_delivery(w, d);
-                }
-                w.u32(len32(s.inbound_qos2.len()));
-                for pkid in &s.inbound_qos2 {
-                    w.u16(*pkid);
-                }
-                w.u64(s.next_seq);
-                match &s.username {
-                    Some(u) => {
-                        w.u8(1);
-                        w.str(u);
-                    }
-                    None => w.u8(0),
-                }
+                put_session(w, s);
             }
             Record::Subscriptions {
                 client_id,
@@ -228,6 +240,28 @@ impl Record {
                 w.u8(SNAPSHOT_HEADER);
                 w.u64(*next_segment);
             }
+            Record::Offline {
+                client_id,
+                since_ms,
+            } => {
+                w.u8(OFFLINE);
+                w.str(client_id);
+                w.u64(*since_ms);
+            }
+            Record::Will {
+                client_id,
+                due_ms,
+                will,
+            } => {
+                w.u8(WILL);
+                w.str(client_id);
+                w.u64(*due_ms);
+                put_will(w, will);
+            }
+            Record::WillRemove { client_id } => {
+                w.u8(WILL_REMOVE);
+                w.str(client_id);
+            }
         }
     }
 
@@ -235,43 +269,8 @@ impl Record {
     pub fn decode(body: Bytes) -> Option<Record> {
         let mut r = Reader::new(body);
         let record = match r.u8()? {
-            SESSION => {
-                let client_id = r.str()?;
-                let expiry = r.u32()?;
-                let subscriptions = get_subscriptions(&mut r)?;
-                let n = r.u32()?;
-                let mut inflight = Vec::new();
-                for _ in 0..n {
-                    let pkid = r.u16()?;
-                    let released = r.u8()? != 0;
-                    inflight.push((pkid, released, get_delivery(&mut r)?));
-                }
-                let n = r.u32()?;
-                let mut queue = Vec::new();
-                for _ in 0..n {
-                    queue.push(get_delivery(&mut r)?);
-                }
-                let n = r.u32()?;
-                let mut inbound_qos2 = Vec::new();
-                for _ in 0..n {
-                    inbound_qos2.push(r.u16()?);
-                }
-                let next_seq = r.u64()?;
-                let username = match r.u8()? {
-                    0 => None,
-                    _ => Some(r.str()?),
-                };
-                Record::Session(SessionImage {
-                    username,
-                    client_id,
-                    expiry,
-                    subscriptions,
-                    inflight,
-                    queue,
-                    inbound_qos2,
-                    next_seq,
-                })
-            }
+            SESSION_V1 => Record::Session(get_session(&mut r, false)?),
+            SESSION => Record::Session(get_session(&mut r, true)?),
             SUBSCRIPTIONS => Record::Subscriptions {
                 client_id: r.str()?,
                 expiry: r.u32()?,
@@ -313,162 +312,109 @@ impl Record {
             SNAPSHOT_HEADER => Record::SnapshotHeader {
                 next_segment: r.u64()?,
             },
+            OFFLINE => Record::Offline {
+                client_id: r.str()?,
+                since_ms: r.u64()?,
+            },
+            WILL => Record::Will {
+                client_id: r.str()?,
+                due_ms: r.u64()?,
+                will: Box::new(get_will(&mut r)?),
+            },
+            WILL_REMOVE => Record::WillRemove {
+                client_id: r.str()?,
+            },
             _ => return None,
         };
         r.is_done().then_some(record)
     }
 }
 
-fn len32(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-fn put_subscriptions(w: &mut Writer, subs: &[(ByteStr, SessionSubscription)]) {
-    w.u32(len32(subs.len()));
-    for (filter, sub) in subs {
-        w.str(filter);
-        let o = sub.options;
-        let flags = (o.qos as u8)
-            | (u8::from(o.no_local) << 2)
-            | (u8::from(o.retain_as_published) << 3)
-            | ((o.retain_handling as u8) << 4);
-        w.u8(flags);
-        w.u32(sub.id.unwrap_or(0));
+/// The body of a `Session` record after its tag: the `SESSION_V1` layout, then
+/// `offline_since` (0: none).
+fn put_session(w: &mut Writer, s: &SessionImage) {
+    w.str(&s.client_id);
+    w.u32(s.expiry);
+    put_subscriptions(w, &s.subscriptions);
+    w.u32(len32(s.inflight.len()));
+    for (pkid, released, d) in &s.inflight {
+        w.u16(*pkid);
+        w.u8(u8::from(*released));
+        put_delivery(w, d);
     }
-}
-
-fn get_subscriptions(r: &mut Reader) -> Option<Vec<(ByteStr, SessionSubscription)>> {
-    let n = r.u32()?;
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let filter = r.str()?;
-        let flags = r.u8()?;
-        let id = r.u32()?;
-        let retain_handling = match (flags >> 4) & 3 {
-            0 => RetainHandling::SendAtSubscribe,
-            1 => RetainHandling::SendIfNew,
-            2 => RetainHandling::DoNotSend,
-            _ => return None,
-        };
-        let options = SubscriptionOptions {
-            qos: QoS::from_u8(flags & 3)?,
-            no_local: flags & 4 != 0,
-            retain_as_published: flags & 8 != 0,
-            retain_handling,
-        };
-        out.push((
-            filter,
-            SessionSubscription {
-                options,
-                id: (id != 0).then_some(id),
-            },
-        ));
+    w.u32(len32(s.queue.len()));
+    for d in &s.queue {
+        put_delivery(w, d);
     }
-    Some(out)
-}
-
-fn put_delivery(w: &mut Writer, d: &Delivery) {
-    w.u64(d.seq);
-    w.u8(d.qos as u8);
-    w.u8(u8::from(d.retain));
-    w.u32(len32(d.subscription_ids.len()));
-    for id in &d.subscription_ids {
-        w.u32(*id);
+    w.u32(len32(s.inbound_qos2.len()));
+    for pkid in &s.inbound_qos2 {
+        w.u16(*pkid);
     }
-    put_message(w, &d.message);
-}
-
-fn get_delivery(r: &mut Reader) -> Option<Delivery> {
-    let seq = r.u64()?;
-    let qos = QoS::from_u8(r.u8()?)?;
-    let retain = r.u8()? != 0;
-    let n = r.u32()?;
-    let mut subscription_ids = Vec::new();
-    for _ in 0..n {
-        subscription_ids.push(r.u32()?);
-    }
-    Some(Delivery {
-        message: get_message(r)?,
-        qos,
-        retain,
-        subscription_ids,
-        seq,
-    })
-}
-
-fn put_message(w: &mut Writer, m: &Message) {
-    w.u64(m.expires_at.map_or(0, to_unix_ms));
-    match &m.publisher {
-        Some(p) => {
+    w.u64(s.next_seq);
+    match &s.username {
+        Some(u) => {
             w.u8(1);
-            w.str(p);
+            w.str(u);
         }
         None => w.u8(0),
     }
-    let publish = Publish {
-        dup: false,
-        qos: m.qos,
-        retain: m.retain,
-        topic: m.topic.clone(),
-        pkid: if m.qos == QoS::AtMostOnce { 0 } else { 1 },
-        payload: m.payload.clone(),
-        properties: m.properties.as_deref().cloned().unwrap_or_default(),
-    };
-    let mut buf = BytesMut::new();
-    // A message the broker accepted always encodes; an error leaves `buf` empty, which
-    // replay refuses as corrupt rather than misreading.
-    let _ = protocol::encode(&Packet::Publish(publish), Protocol::V5, &mut buf);
-    w.bytes(&buf);
+    w.u64(s.offline_since.unwrap_or(0));
 }
 
-fn get_message(r: &mut Reader) -> Option<Message> {
-    let expires_ms = r.u64()?;
-    let publisher = match r.u8()? {
+/// Reads what [`put_session`] wrote; `with_offline` is false for the `SESSION_V1` layout.
+fn get_session(r: &mut Reader, with_offline: bool) -> Option<SessionImage> {
+    let client_id = r.str()?;
+    let expiry = r.u32()?;
+    let subscriptions = get_subscriptions(r)?;
+    let n = r.u32()?;
+    let mut inflight = Vec::new();
+    for _ in 0..n {
+        let pkid = r.u16()?;
+        let released = r.u8()? != 0;
+        inflight.push((pkid, released, get_delivery(r)?));
+    }
+    let n = r.u32()?;
+    let mut queue = Vec::new();
+    for _ in 0..n {
+        queue.push(get_delivery(r)?);
+    }
+    let n = r.u32()?;
+    let mut inbound_qos2 = Vec::new();
+    for _ in 0..n {
+        inbound_qos2.push(r.u16()?);
+    }
+    let next_seq = r.u64()?;
+    let username = match r.u8()? {
         0 => None,
         _ => Some(r.str()?),
     };
-    let mut buf = BytesMut::from(&r.bytes()?[..]);
-    let Ok(Some(Packet::Publish(p))) = protocol::decode(&mut buf, Protocol::V5, u32::MAX) else {
-        return None;
-    };
-    Some(Message {
-        topic: p.topic,
-        payload: p.payload,
-        qos: p.qos,
-        retain: p.retain,
-        properties: (!p.properties.is_empty()).then(|| Arc::new(p.properties)),
-        expires_at: (expires_ms != 0).then(|| from_unix_ms(expires_ms)),
-        publisher,
-    })
-}
-
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The wall-clock time of an instant (the process's clock pairs them now).
-fn to_unix_ms(at: Instant) -> u64 {
-    let now = Instant::now();
-    let base = unix_ms_now();
-    if at >= now {
-        base + at.duration_since(now).as_millis() as u64
+    let offline_since = if with_offline {
+        Some(r.u64()?).filter(|ms| *ms != 0)
     } else {
-        base.saturating_sub(now.duration_since(at).as_millis() as u64)
-    }
-    .max(1)
-}
-
-/// The instant of a wall-clock time; one already past becomes now (so it is expired).
-fn from_unix_ms(ms: u64) -> Instant {
-    let now = Instant::now();
-    let base = unix_ms_now();
-    now + Duration::from_millis(ms.saturating_sub(base))
+        None
+    };
+    Some(SessionImage {
+        client_id,
+        expiry,
+        subscriptions,
+        inflight,
+        queue,
+        inbound_qos2,
+        next_seq,
+        username,
+        offline_since,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        sync::Arc,
+        time::{Duration, Instant},
+    };
+
+    use protocol::{Properties, QoS, RetainHandling, SubscriptionOptions};
+
     use super::*;
 
     fn delivery() -> Delivery {
@@ -499,9 +445,8 @@ mod tests {
         Record::decode(Bytes::from(w.buf)).unwrap()
     }
 
-    #[test]
-    fn a_session_image_reads_back_whole() {
-        let sub = SessionSubscription {
+    fn subscription() -> SessionSubscription {
+        SessionSubscription {
             options: SubscriptionOptions {
                 qos: QoS::ExactlyOnce,
                 no_local: true,
@@ -509,17 +454,27 @@ mod tests {
                 retain_handling: RetainHandling::DoNotSend,
             },
             id: Some(5),
-        };
-        let image = SessionImage {
+        }
+    }
+
+    fn session_image(offline_since: Option<u64>) -> SessionImage {
+        SessionImage {
             client_id: "c".into(),
             expiry: 300,
-            subscriptions: vec![("fleet/+/status".into(), sub)],
+            subscriptions: vec![("fleet/+/status".into(), subscription())],
             inflight: vec![(17, true, delivery())],
             queue: vec![delivery()],
             inbound_qos2: vec![4, 5],
             next_seq: 43,
             username: Some("driver".into()),
-        };
+            offline_since,
+        }
+    }
+
+    #[test]
+    fn a_session_image_reads_back_whole() {
+        let sub = subscription();
+        let image = session_image(Some(1_700_000_000_123));
         let Record::Session(back) = roundtrip(&Record::Session(image)) else {
             panic!("not a session");
         };
@@ -542,6 +497,81 @@ mod tests {
         assert_eq!(back.inbound_qos2, vec![4, 5]);
         assert_eq!(back.next_seq, 43);
         assert_eq!(back.username.as_deref(), Some("driver"));
+        assert_eq!(back.offline_since, Some(1_700_000_000_123));
+        let Record::Session(online) = roundtrip(&Record::Session(session_image(None))) else {
+            panic!("not a session");
+        };
+        assert_eq!(online.offline_since, None);
+    }
+
+    /// Regression guard for state directories written before sessions carried
+    /// `offline_since`: their tag-1 session records must still be read, as sessions whose
+    /// client's departure is unknown.
+    #[test]
+    fn a_session_record_of_the_previous_layout_still_reads() {
+        let mut w = Writer::default();
+        Record::Session(session_image(Some(99))).encode(&mut w);
+        // The previous layout is this one without the trailing `offline_since`, under tag 1.
+        let mut old = w.buf[..w.buf.len() - 8].to_vec();
+        old[0] = SESSION_V1;
+        let Some(Record::Session(back)) = Record::decode(Bytes::from(old)) else {
+            panic!("the previous session layout is refused");
+        };
+        assert_eq!(back.client_id.as_ref(), "c");
+        assert_eq!(back.queue.len(), 1);
+        assert_eq!(back.username.as_deref(), Some("driver"));
+        assert_eq!(back.offline_since, None);
+    }
+
+    #[test]
+    fn a_pending_will_reads_back_whole_without_its_delay() {
+        let will = Will {
+            topic: "fleet/7/status".into(),
+            payload: Bytes::from_static(b"offline"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties {
+                will_delay_interval: Some(30),
+                message_expiry_interval: Some(600),
+                content_type: Some("text/plain".into()),
+                user_properties: vec![("depot".into(), "north".into())],
+                ..Default::default()
+            },
+        };
+        let record = Record::Will {
+            client_id: "truck-7".into(),
+            due_ms: 1_700_000_030_000,
+            will: Box::new(will),
+        };
+        let Record::Will {
+            client_id,
+            due_ms,
+            will,
+        } = roundtrip(&record)
+        else {
+            panic!("not a will");
+        };
+        assert_eq!(client_id.as_ref(), "truck-7");
+        assert_eq!(due_ms, 1_700_000_030_000);
+        assert_eq!(will.topic.as_ref(), "fleet/7/status");
+        assert_eq!(&will.payload[..], b"offline");
+        assert_eq!(will.qos, QoS::AtLeastOnce);
+        assert!(will.retain);
+        assert_eq!(will.properties.will_delay_interval, None);
+        assert_eq!(will.properties.message_expiry_interval, Some(600));
+        assert_eq!(will.properties.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(will.properties.user_properties.len(), 1);
+        assert!(matches!(
+            roundtrip(&Record::WillRemove { client_id: "truck-7".into() }),
+            Record::WillRemove { client_id } if client_id.as_ref() == "truck-7"
+        ));
+        assert!(matches!(
+            roundtrip(&Record::Offline {
+                client_id: "c".into(),
+                since_ms: 5
+            }),
+            Record::Offline { since_ms: 5, .. }
+        ));
     }
 
     #[test]

@@ -5,10 +5,14 @@ use std::collections::{HashMap, HashSet};
 
 use protocol::ByteStr;
 
-use super::record::{Record, SessionImage};
+use super::{
+    record::{Record, SessionImage},
+    values::to_unix_ms,
+};
 use crate::{
     message::Message,
     session::{Inflight, SessionState},
+    will::PendingWill,
 };
 
 /// What recovery rebuilt for one shard.
@@ -20,6 +24,12 @@ pub struct Recovered {
     pub retained: HashMap<ByteStr, Message>,
     /// The user each session authenticated as.
     pub usernames: HashMap<ByteStr, Option<ByteStr>>,
+    /// When the client of each offline session left (wall-clock ms), where it is known: not
+    /// for a session whose connection the broker's own stop or crash ended.
+    pub offline_since: HashMap<ByteStr, u64>,
+    /// Wills waiting for their delay, by client id. A Will outlives the removal of its
+    /// session: a session that ended makes its Will due, it does not cancel it.
+    pub wills: HashMap<ByteStr, PendingWill>,
 }
 
 impl Recovered {
@@ -30,6 +40,10 @@ impl Recovered {
             Record::Session(mut image) => {
                 self.usernames
                     .insert(image.client_id.clone(), image.username.take());
+                match image.offline_since {
+                    Some(ms) => self.offline_since.insert(image.client_id.clone(), ms),
+                    None => self.offline_since.remove(&image.client_id),
+                };
                 let state = from_image(image);
                 self.sessions.insert(state.client_id.clone(), state);
             }
@@ -48,6 +62,26 @@ impl Recovered {
             Record::SessionRemove { client_id } => {
                 self.sessions.remove(&client_id);
                 self.usernames.remove(&client_id);
+                self.offline_since.remove(&client_id);
+            }
+            Record::Offline {
+                client_id,
+                since_ms,
+            } => {
+                if self.sessions.contains_key(&client_id) {
+                    self.offline_since.insert(client_id, since_ms);
+                }
+            }
+            Record::Will {
+                client_id,
+                due_ms,
+                will,
+            } => {
+                self.wills
+                    .insert(client_id, PendingWill::recovered(*will, due_ms));
+            }
+            Record::WillRemove { client_id } => {
+                self.wills.remove(&client_id);
             }
             Record::Enqueue {
                 client_id,
@@ -150,6 +184,7 @@ pub fn image(s: &SessionState, username: Option<&str>) -> SessionImage {
         queue: s.queue.iter().cloned().collect(),
         inbound_qos2: s.inbound_qos2.iter().copied().collect(),
         next_seq: s.next_seq,
+        offline_since: s.disconnected_at.map(to_unix_ms),
     }
 }
 
@@ -332,5 +367,101 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A client leaves (its Will pending), comes back (cancelled), leaves again (a new Will),
+    /// and its session is removed (expired): whatever snapshot overlaps the log, recovery ends
+    /// with the second Will pending, due as recorded, and no departure time for a session that
+    /// is gone.
+    #[test]
+    fn wills_and_departures_replay_exactly_over_any_snapshot() {
+        let c = || ByteStr::from("c");
+        let will = |payload: &'static str| protocol::Will {
+            topic: "fleet/c/status".into(),
+            payload: Bytes::from_static(payload.as_bytes()),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: protocol::Properties::default(),
+        };
+        let online = SessionState::new(c(), 60);
+        let records = vec![
+            Record::Session(image(&online, None)),
+            Record::Offline {
+                client_id: c(),
+                since_ms: 1_000,
+            },
+            Record::Will {
+                client_id: c(),
+                due_ms: 31_000,
+                will: Box::new(will("first")),
+            },
+            Record::WillRemove { client_id: c() },
+            Record::Session(image(&online, None)),
+            Record::Offline {
+                client_id: c(),
+                since_ms: 50_000,
+            },
+            Record::Will {
+                client_id: c(),
+                due_ms: 80_000,
+                will: Box::new(will("second")),
+            },
+        ];
+        let outcome = |r: &Recovered| {
+            let will = r
+                .wills
+                .get(&c())
+                .map(|w| (w.due_ms, w.will.payload.clone()));
+            (will, r.offline_since.get(&c()).copied())
+        };
+        let want = outcome(&replay(&records));
+        assert_eq!(
+            want,
+            (Some((80_000, Bytes::from_static(b"second"))), Some(50_000))
+        );
+        let mut ended = replay(&records);
+        ended.apply(Record::SessionRemove { client_id: c() });
+        assert_eq!(
+            outcome(&ended),
+            (Some((80_000, Bytes::from_static(b"second"))), None),
+            "a session that ended leaves its Will due"
+        );
+        // A snapshot holds the session's image and the pending Will, as they were then.
+        for taken in 1..=records.len() {
+            let at = replay(&records[..taken]);
+            let mut snap: Vec<Record> = at
+                .wills
+                .iter()
+                .map(|(id, w)| Record::Will {
+                    client_id: id.clone(),
+                    due_ms: w.due_ms,
+                    will: Box::new(w.will.clone()),
+                })
+                .collect();
+            if let Some(s) = at.sessions.get(&c()) {
+                let mut img = image(s, None);
+                img.offline_since = at.offline_since.get(&c()).copied();
+                snap.push(Record::Session(img));
+            }
+            for from in 0..=taken {
+                let mut back = Recovered::default();
+                for r in snap.iter().cloned().chain(records[from..].iter().cloned()) {
+                    back.apply(r);
+                }
+                assert_eq!(
+                    outcome(&back),
+                    want,
+                    "snapshot after {taken}, replay from {from}"
+                );
+            }
+        }
+    }
+
+    fn replay(records: &[Record]) -> Recovered {
+        let mut r = Recovered::default();
+        for record in records.iter().cloned() {
+            r.apply(record);
+        }
+        r
     }
 }

@@ -7,7 +7,10 @@ pub mod pki;
 pub mod raw;
 pub mod v5;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet};
 use tokio::sync::mpsc;
@@ -62,6 +65,25 @@ impl TestBroker {
             .position(|(a, b)| a > b)
             .expect("a shard accepted the connection")
     }
+}
+
+/// A raw connection, no CONNECT sent yet, that shard `shard` accepted: sockets are opened
+/// until SO_REUSEPORT's hash gives one to that shard (the others close without a word), so a
+/// test decides where each client lands.
+pub fn raw_on_shard(broker: &TestBroker, shard: usize, protocol: protocol::Protocol) -> raw::Raw {
+    for _ in 0..64 {
+        let before = broker.accepted();
+        let raw = raw::Raw::open(broker.port(), protocol);
+        let deadline = Instant::now() + WAIT;
+        while broker.accepted() == before {
+            assert!(Instant::now() < deadline, "connection never accepted");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if broker.shard_of_last(&before) == shard {
+            return raw;
+        }
+    }
+    panic!("64 connections and none landed on shard {shard}");
 }
 
 /// An rumqttc client whose event loop runs on its own task.

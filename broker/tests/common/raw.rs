@@ -102,6 +102,14 @@ impl Raw {
         }
     }
 
+    /// Drops the connection without DISCONNECT, as a client whose network fails would, and
+    /// waits until the broker has closed its side too: by then it has handled the loss (and
+    /// sent or scheduled the Will).
+    pub fn vanish(mut self, wait: Duration) {
+        self.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        self.until_closed(wait);
+    }
+
     /// Reads until the broker closes the socket; returns the packets seen on the way.
     pub fn until_closed(&mut self, wait: Duration) -> Vec<Packet> {
         let mut seen = Vec::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use protocol::{
     ByteStr, Packet, Properties, Protocol, PubAck, Publish, QoS, ReasonCode, Subscribe,
-    Subscription, SubscriptionOptions,
+    Subscription, SubscriptionOptions, Will,
 };
 
 use super::raw::Raw;
@@ -17,13 +17,17 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A 5.0 connection with a session that outlives it (or not); returns it and session present.
 pub fn connect(port: u16, id: &str, persistent: bool) -> (Raw, bool) {
-    let mut raw = Raw::open(port, Protocol::V5);
-    let mut connect = Raw::connect_packet(Protocol::V5, id, 60, None);
+    let expiry = if persistent { 3600 } else { 0 };
+    connect_on(Raw::open(port, Protocol::V5), id, expiry, None)
+}
+
+/// Sends a 5.0 CONNECT on an open socket: a session lasting `expiry` seconds (0: clean start,
+/// no lasting session) and an optional Will; returns the connection and session present.
+pub fn connect_on(mut raw: Raw, id: &str, expiry: u32, will: Option<Will>) -> (Raw, bool) {
+    let mut connect = Raw::connect_packet(Protocol::V5, id, 60, will);
     if let Packet::Connect(c) = &mut connect {
-        c.clean_start = !persistent;
-        if persistent {
-            c.properties.session_expiry_interval = Some(3600);
-        }
+        c.clean_start = expiry == 0;
+        c.properties.session_expiry_interval = (expiry != 0).then_some(expiry);
     }
     raw.send(&connect);
     match raw.recv(WAIT) {
