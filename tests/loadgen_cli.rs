@@ -157,7 +157,10 @@ fn wait_for_connections(http: u16, expected: u64) {
         if now == expected {
             return;
         }
-        assert!(Instant::now() < deadline, "{now} connections, expected {expected}");
+        assert!(
+            Instant::now() < deadline,
+            "{now} connections, expected {expected}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -133,6 +133,9 @@ pub struct ArchiveSettings {
     pub writer_threads: usize,
     /// Memory bound of all writers' buffers, bytes.
     pub max_buffered_bytes: usize,
+    /// Milliseconds a write-ahead log round gathers records before its fdatasync (0: sync at
+    /// once; fewer syncs at a trickle, at most this much more QoS 1 acknowledgement latency).
+    pub commit_delay_ms: u64,
 }
 
 impl Default for ArchiveSettings {
@@ -147,6 +150,7 @@ impl Default for ArchiveSettings {
             rotate_age: defaults.rotate_age.as_secs(),
             writer_threads: defaults.writer_threads,
             max_buffered_bytes: defaults.max_buffered_bytes,
+            commit_delay_ms: defaults.commit_delay.as_millis() as u64,
         }
     }
 }
@@ -161,6 +165,7 @@ impl ArchiveSettings {
             rotate_age: Duration::from_secs(self.rotate_age),
             writer_threads: self.writer_threads,
             max_buffered_bytes: self.max_buffered_bytes,
+            commit_delay: Duration::from_millis(self.commit_delay_ms),
             ..ingest::ArchiveConfig::new(self.data.clone())
         }
     }

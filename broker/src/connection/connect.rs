@@ -181,7 +181,7 @@ impl Conn {
         self.client_id = Some(client_id.clone());
         tracing::debug!(shard = self.shard.id, client_id = %client_id, user = ?access.identity().username(), "authenticated");
         self.access = Some(access);
-        self.will = connect.will;
+        self.will = connect.will.map(Box::new);
         self.problem_information = connect.properties.request_problem_information != Some(0);
         self.timeout
             .set((keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)));

@@ -128,7 +128,9 @@ struct Conn {
     timeout: Rc<Cell<Option<Duration>>>,
     /// Set once CONNECT is accepted.
     client_id: Option<ByteStr>,
-    will: Option<Will>,
+    /// Boxed: a `Will` is about 450 bytes (its properties inline) and most clients have
+    /// none, yet this struct lives in every connection's future.
+    will: Option<Box<Will>>,
     session_expiry: u32,
     /// Topic aliases the client set (5.0), alias -> topic.
     inbound_aliases: HashMap<u16, ByteStr>,
@@ -455,9 +457,9 @@ impl Conn {
                 .min(self.session_expiry);
             let taken_over = ending == Ending::Requested(CloseRequest::TakenOver);
             if delay == 0 {
-                crate::will::publish_now(&self.shard, will, client_id);
+                crate::will::publish_now(&self.shard, *will, client_id);
             } else if !taken_over {
-                crate::will::schedule(&self.shard, client_id, will, self.id, delay);
+                crate::will::schedule(&self.shard, client_id, *will, self.id, delay);
             }
         }
     }

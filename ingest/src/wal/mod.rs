@@ -5,7 +5,8 @@
 //! everything appended since its last round, writes it with one `DmaStreamWriter` write, syncs
 //! once (fdatasync), wakes every waiter of that round and hands the now durable records to the
 //! [`Archive`]. While it syncs, the next round accumulates: that is the group commit, and its
-//! batch grows by itself with the load.
+//! batch grows by itself with the load. At a trickle a round would hold one record, so a round
+//! also gathers for `commit_delay` after its first record arrives.
 //!
 //! The log is a sequence of segment files `{segment:020}.wal` in `{data}/wal/shard-{n}/`; a
 //! new segment starts past `wal_segment_bytes` and at every open (so a replayed segment is
@@ -150,6 +151,7 @@ impl ShardWal {
         let log = Log {
             shard,
             segment_bytes: archive.config().wal_segment_bytes,
+            commit_delay: archive.config().commit_delay,
             archive,
             dir,
             segment: next,
@@ -217,6 +219,7 @@ struct Log {
     archive: Arc<Archive>,
     dir: PathBuf,
     segment_bytes: u64,
+    commit_delay: std::time::Duration,
     segment: u64,
     /// Lowest segment that may still be on disk.
     oldest: u64,
@@ -265,6 +268,19 @@ impl Log {
 
 async fn run(inner: Rc<Inner>, mut log: Log) -> Result<(), ArchiveError> {
     loop {
+        let first = poll_fn(|cx| {
+            let mut state = inner.state.borrow_mut();
+            if !state.pending.is_empty() || state.closing {
+                Poll::Ready(())
+            } else {
+                state.task_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        });
+        first.await;
+        if !inner.state.borrow().closing && !log.commit_delay.is_zero() {
+            glommio::timer::sleep(log.commit_delay).await;
+        }
         let batch = poll_fn(|cx| {
             let mut state = inner.state.borrow_mut();
             if !state.pending.is_empty() {
