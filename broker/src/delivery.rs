@@ -99,7 +99,7 @@ impl Shard {
         let (max_outbox, max_queued, max_bytes) = match burst {
             Burst::Live => (
                 limits.max_outbox_packets,
-                limits.max_queued_messages,
+                slot.state.live_limit(limits.max_queued_messages),
                 limits.max_queued_bytes,
             ),
             Burst::RetainedOnSubscribe => (usize::MAX, usize::MAX, usize::MAX),
@@ -173,6 +173,9 @@ impl Shard {
                 reason_drop(slot, reason);
                 return;
             }
+        }
+        if burst == Burst::RetainedOnSubscribe {
+            slot.state.queued_retained_burst();
         }
         let after = slot.state.queued_bytes;
         self.queued_total

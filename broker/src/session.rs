@@ -94,6 +94,12 @@ pub struct SessionState {
     pub next_seq: u64,
     /// Messages dropped for this session (queue bounds, policy), for the per-client figures.
     pub dropped: u64,
+    /// Room the retained messages sent on a subscribe take in `queue` beyond the live limit,
+    /// never more than the queue holds: a dashboard subscribing to every vehicle's status gets
+    /// more retained messages than the limit allows queued, and a live status arriving while
+    /// they drain must not be dropped for lack of room they took (it would leave the stale
+    /// retained one as the latest the dashboard saw).
+    burst_allowance: usize,
 }
 
 impl SessionState {
@@ -111,6 +117,7 @@ impl SessionState {
             disconnected_at: None,
             next_seq: 1,
             dropped: 0,
+            burst_allowance: 0,
         }
     }
 
@@ -151,10 +158,27 @@ impl SessionState {
         Ok(seq)
     }
 
+    /// The most messages live traffic may find queued and still be queued: `max` plus what a
+    /// retained burst still takes.
+    pub fn live_limit(&self, max: usize) -> usize {
+        max.saturating_add(self.burst_allowance)
+    }
+
+    /// Notes that a retained message sent on subscribe was queued.
+    pub fn queued_retained_burst(&mut self) {
+        self.burst_allowance += 1;
+    }
+
+    /// Shrinks the burst allowance with the queue, so it ends when the burst has drained.
+    fn after_dequeue(&mut self) {
+        self.burst_allowance = self.burst_allowance.min(self.queue.len());
+    }
+
     /// Drops the oldest queued delivery (the `drop_oldest` policy); returns its number and
     /// weight.
     pub fn drop_oldest(&mut self) -> Option<(u64, usize)> {
         let d = self.queue.pop_front()?;
+        self.after_dequeue();
         let weight = d.message.weight();
         self.queued_bytes = self.queued_bytes.saturating_sub(weight);
         Some((d.seq, weight))
@@ -172,6 +196,7 @@ impl SessionState {
             return None;
         }
         while let Some(delivery) = self.queue.pop_front() {
+            self.after_dequeue();
             self.queued_bytes = self.queued_bytes.saturating_sub(delivery.message.weight());
             if delivery.message.is_expired(now) {
                 *expired += 1;
@@ -290,6 +315,40 @@ mod tests {
         assert!(s.complete(f.pkid, QoS::ExactlyOnce).is_none());
         assert!(s.received(f.pkid).is_some());
         assert_eq!(s.complete(f.pkid, QoS::ExactlyOnce), Some(f.delivery.seq));
+    }
+
+    /// Regression (found by the soak): a subscriber to every vehicle's retained status got
+    /// more retained messages than the queue limit, and the live status that replaced one of
+    /// them was dropped as `queue_full`.
+    #[test]
+    fn a_retained_burst_leaves_live_messages_their_own_room_until_it_drains() {
+        let (max, window) = (3, 1);
+        let mut s = SessionState::new("c".into(), 0);
+        for _ in 0..5 {
+            s.enqueue(delivery(QoS::AtLeastOnce), usize::MAX, 1 << 20)
+                .unwrap();
+            s.queued_retained_burst();
+        }
+        assert_eq!(s.live_limit(max), 8);
+        for _ in 0..3 {
+            let limit = s.live_limit(max);
+            s.enqueue(delivery(QoS::AtLeastOnce), limit, 1 << 20)
+                .unwrap();
+        }
+        let limit = s.live_limit(max);
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtLeastOnce), limit, 1 << 20),
+            Err(DropReason::QueueFull),
+            "live traffic still has a bound"
+        );
+        // As the queue drains the allowance follows it down, and ends with the burst.
+        let now = Instant::now();
+        let mut expired = 0;
+        while let Some(f) = s.next_to_send(window, now, &mut expired) {
+            s.complete(f.pkid, QoS::AtLeastOnce);
+        }
+        assert!(s.queue.is_empty());
+        assert_eq!(s.live_limit(max), max);
     }
 
     #[test]

@@ -273,3 +273,56 @@ fn the_shards_queues_share_one_bound_in_bytes() {
     assert_eq!(total.queued_messages, 8);
     assert!(total.queued_bytes <= 8 * (1024 + 64 + 1) as u64);
 }
+
+/// Regression (found by the soak): a dashboard subscribing to every vehicle's retained status
+/// gets more retained messages than its queue limit; a live status published while they drain
+/// was dropped as `queue_full`, leaving the stale retained one as the latest it saw.
+#[test]
+fn a_live_message_is_not_dropped_for_room_a_retained_burst_took() {
+    let broker = TestBroker::with(|c| c.limits.max_queued_messages = 10);
+    let port = broker.port();
+    let (mut publisher, _) = connect(port, "vehicles", false);
+    for n in 0..30u16 {
+        let topic = format!("fleet/{n}/status");
+        publish(
+            &mut publisher,
+            n + 1,
+            &topic,
+            "retained",
+            QoS::AtLeastOnce,
+            true,
+        );
+    }
+    // Receive Maximum 2: two messages in flight, the rest queued.
+    let mut dashboard = Raw::open(port, Protocol::V5);
+    let mut hello = Raw::connect_packet(Protocol::V5, "dashboard", 60, None);
+    if let Packet::Connect(c) = &mut hello {
+        c.properties.receive_maximum = Some(2);
+    }
+    dashboard.send(&hello);
+    assert!(matches!(dashboard.recv(WAIT), Some(Packet::ConnAck(_))));
+    subscribe(&mut dashboard, "fleet/+/status", QoS::AtLeastOnce);
+    // The dashboard acknowledges nothing yet: 2 retained in flight, 28 queued (limit 10).
+    publish(
+        &mut publisher,
+        100,
+        "fleet/7/status",
+        "live",
+        QoS::AtLeastOnce,
+        false,
+    );
+    let mut latest = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while latest.len() < 30 || latest.get("fleet/7/status") != Some(&"live".to_string()) {
+        assert!(Instant::now() < deadline, "got {latest:?}");
+        if let Some(Packet::Publish(p)) = dashboard.recv_within(Duration::from_millis(100)) {
+            dashboard.send(&Packet::PubAck(protocol::PubAck {
+                pkid: p.pkid,
+                reason: ReasonCode::SUCCESS,
+                properties: Properties::default(),
+            }));
+            latest.insert(p.topic.to_string(), text(&p));
+        }
+    }
+    assert_eq!(figures(&broker).dropped.get("queue_full"), None);
+}
