@@ -7,7 +7,7 @@
 #   cargo build --release && benches/flood-latency.sh        (needs mosquitto-clients)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${FLEETMQ:-target/release/fleetmq}
+BIN=$(readlink -f "${FLEETMQ:-target/release/fleetmq}")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 dir=$(mktemp -d)
@@ -15,7 +15,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
 
-(cd "$dir" && exec "$OLDPWD/$BIN" broker --mqtt "127.0.0.1:$port" --http "127.0.0.1:$http" \
+(cd "$dir" && exec "$BIN" broker --mqtt "127.0.0.1:$port" --http "127.0.0.1:$http" \
     --no-archive --no-persistence --shards 2 2>"$dir/broker.log") &
 broker=$!; pids+=("$broker")
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
