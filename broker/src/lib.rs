@@ -14,6 +14,7 @@
 //! - [`delivery`]: delivery to a shard's sessions, queue bounds and drop policy.
 //! - [`connection`]: the per-connection MQTT state machine (reader and writer tasks).
 //! - [`session`]: session state that survives a connection and moves between shards.
+//! - [`handoff`]: moving a persistent session between shards' logs, crash-safe.
 //! - [`trie`]: the subscription table (`+`, `#`, `$share/`).
 //! - [`will`]: Wills, delayed ones kept across a restart.
 //! - [`mesh`]: messages between shards and the per-peer queues that never block a shard.
@@ -39,6 +40,7 @@
 pub mod config;
 pub mod connection;
 pub mod delivery;
+pub mod handoff;
 pub mod http;
 pub mod mesh;
 pub mod message;

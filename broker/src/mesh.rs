@@ -88,6 +88,8 @@ pub enum ShardMsg {
         req: u64,
         /// The session moved to the receiver.
         session: Option<Box<SessionState>>,
+        /// The shard it was taken from: its log keeps the session until told to `Forget` it.
+        from: usize,
     },
     /// To the owner shard: the session of `client_id` on `shard` has ended.
     Release {
@@ -112,11 +114,23 @@ pub enum ShardMsg {
         client_id: ByteStr,
         /// The shard holding it.
         shard: usize,
+        /// Its [`SessionState::stamp`]: of two copies, the newer is kept.
+        stamp: u64,
     },
     /// Recovery, from the owner shard: drop this recovered session, another shard holds it.
     Discard {
         /// Client id.
         client_id: ByteStr,
+    },
+    /// To the shard a session was taken from: the copy that shard `from` took (claim `req`)
+    /// is durable in its log, so the old copy's record can be removed from this one's.
+    Forget {
+        /// Client id.
+        client_id: ByteStr,
+        /// The shard that holds the session now.
+        from: usize,
+        /// Its claim request id, which names the handoff.
+        req: u64,
     },
     /// Answer to `Barrier`.
     BarrierAck {

@@ -68,7 +68,7 @@ pub async fn recover(
     let now_ms = persist::unix_ms_now();
     let security = shard.security.clone();
     let policy = security.policy();
-    let mut ids: Vec<ByteStr> = Vec::with_capacity(state.sessions.len());
+    let mut ids: Vec<(ByteStr, u64)> = Vec::with_capacity(state.sessions.len());
     let mut expired = 0usize;
     for (client_id, mut session) in std::mem::take(&mut state.sessions) {
         let left_ms = state.offline_since.get(&client_id).copied();
@@ -85,7 +85,7 @@ pub async fn recover(
         };
         let access = ClientAccess::new(&policy, security.generation(), identity, &client_id);
         shard.track_queued(session.queued_bytes, true);
-        ids.push(client_id.clone());
+        ids.push((client_id.clone(), session.stamp));
         shard.state.borrow_mut().sessions.insert(
             client_id,
             SessionSlot {
@@ -112,13 +112,14 @@ pub async fn recover(
             }
         }
     }
-    for client_id in &ids {
-        let owner = shard.owner_of(client_id);
+    for (client_id, stamp) in ids {
+        let owner = shard.owner_of(&client_id);
         shard.send(
             owner,
             ShardMsg::Adopt {
-                client_id: client_id.clone(),
+                client_id,
                 shard: shard.id,
+                stamp,
             },
         );
     }
@@ -127,6 +128,8 @@ pub async fn recover(
     // Owners sent their Discards while handling Adopt; make sure they are applied.
     shard.barrier().await;
     rendezvous(shard, phase, 2, stop).await?;
+    // Every registration is in: the stamps served only to pick among duplicates.
+    shard.state.borrow_mut().adopted_stamps = Default::default();
 
     let subscriptions: Vec<(ByteStr, Vec<(ByteStr, crate::session::SessionSubscription)>)> = {
         let st = shard.state.borrow();
@@ -211,18 +214,30 @@ pub async fn recover(
     Ok(())
 }
 
-/// Adds the state of a shard that no longer runs to `ours`; where both hold a session or a
-/// Will of one client id, ours is kept. Returns how many sessions `theirs` held.
+/// Adds the state of a shard that no longer runs to `ours`; where both hold a session of one
+/// client id (a crash during a takeover between them), the newest copy is kept (ours on a
+/// tie); where both hold a Will, ours. Returns how many sessions `theirs` held.
 fn take_over(ours: &mut Recovered, mut theirs: Recovered) -> usize {
     let n = theirs.sessions.len();
     for (client_id, session) in std::mem::take(&mut theirs.sessions) {
-        if let Entry::Vacant(slot) = ours.sessions.entry(client_id.clone()) {
-            slot.insert(session);
+        let newer = match ours.sessions.entry(client_id.clone()) {
+            Entry::Vacant(slot) => {
+                slot.insert(session);
+                true
+            }
+            Entry::Occupied(mut slot) if session.stamp > slot.get().stamp => {
+                slot.insert(session);
+                true
+            }
+            Entry::Occupied(_) => false,
+        };
+        if newer {
             let user = theirs.usernames.remove(&client_id).flatten();
             ours.usernames.insert(client_id.clone(), user);
-            if let Some(ms) = theirs.offline_since.remove(&client_id) {
-                ours.offline_since.insert(client_id, ms);
-            }
+            match theirs.offline_since.remove(&client_id) {
+                Some(ms) => ours.offline_since.insert(client_id, ms),
+                None => ours.offline_since.remove(&client_id),
+            };
         }
     }
     for (client_id, will) in theirs.wills {
@@ -288,6 +303,13 @@ impl StateSource for ShardSource {
             .filter(|(_, slot)| slot.persisted)
             .map(|(id, _)| StateKey::Session(id.clone()))
             .collect();
+        // Handed to another shard, not durable there yet: still ours to keep.
+        keys.extend(
+            st.handed_off
+                .keys()
+                .filter(|id| !st.sessions.get(*id).is_some_and(|slot| slot.persisted))
+                .map(|id| StateKey::Session(id.clone())),
+        );
         keys.extend(st.wills.keys().map(|id| StateKey::Will(id.clone())));
         if shard.id == 0 {
             keys.extend(
@@ -304,17 +326,16 @@ impl StateSource for ShardSource {
         let shard = self.0.upgrade()?;
         let st = shard.state.borrow();
         match key {
-            StateKey::Session(id) => {
-                st.sessions
+            StateKey::Session(id) => match st.sessions.get(id).filter(|slot| slot.persisted) {
+                Some(slot) => Some(Record::Session(persist::state::image(
+                    &slot.state,
+                    slot.access.identity().username(),
+                ))),
+                None => st
+                    .handed_off
                     .get(id)
-                    .filter(|slot| slot.persisted)
-                    .map(|slot| {
-                        Record::Session(persist::state::image(
-                            &slot.state,
-                            slot.access.identity().username(),
-                        ))
-                    })
-            }
+                    .map(|h| Record::Session(h.image.clone())),
+            },
             StateKey::Retained(topic) => st.retained.get(topic).map(|m| Record::Retain {
                 topic: topic.clone(),
                 message: Some(m.clone()),
@@ -331,6 +352,42 @@ impl StateSource for ShardSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One shard's recovered state holding client `c`'s session, stamped `stamp`, subscribed
+    /// to `filter`, its client gone since `left_ms`.
+    fn holding(stamp: u64, filter: &str, left_ms: u64) -> Recovered {
+        let mut session = crate::session::SessionState::new("c".into(), 3600);
+        session.stamp = stamp;
+        session.subscriptions.insert(
+            filter.into(),
+            crate::session::SessionSubscription {
+                options: protocol::SubscriptionOptions::default(),
+                id: None,
+            },
+        );
+        let mut state = Recovered::default();
+        state.sessions.insert("c".into(), session);
+        state.offline_since.insert("c".into(), left_ms);
+        state
+    }
+
+    /// Regression guard for issue 8, fewer shards after a restart: a session on two shards
+    /// (a crash during a takeover) was merged keeping the surviving shard's copy, even stale.
+    #[test]
+    fn merging_a_gone_shards_state_keeps_the_newest_copy_of_a_session() {
+        let key = ByteStr::from("c");
+        let filters = |r: &Recovered| -> Vec<ByteStr> {
+            r.sessions[&key].subscriptions.keys().cloned().collect()
+        };
+        let mut ours = holding(1_000, "old", 10);
+        take_over(&mut ours, holding(2_000, "new", 20));
+        assert_eq!(filters(&ours), vec![ByteStr::from("new")]);
+        assert_eq!(ours.offline_since[&key], 20);
+        let mut ours = holding(2_000, "new", 20);
+        take_over(&mut ours, holding(1_000, "old", 10));
+        assert_eq!(filters(&ours), vec![ByteStr::from("new")]);
+        assert_eq!(ours.offline_since[&key], 20);
+    }
 
     #[test]
     fn a_session_counts_from_its_clients_departure_or_else_from_the_restart() {

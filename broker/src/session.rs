@@ -100,6 +100,11 @@ pub struct SessionState {
     /// they drain must not be dropped for lack of room they took (it would leave the stale
     /// retained one as the latest the dashboard saw).
     burst_allowance: usize,
+    /// Orders the copies of this session that takeovers leave in different shards' logs: a
+    /// crash between the new shard's record and the old shard's removal leaves both, and
+    /// recovery keeps the one with the higher stamp (see [`SessionState::restamp`]). 0 for a
+    /// session never attached by this build.
+    pub stamp: u64,
 }
 
 impl SessionState {
@@ -118,7 +123,15 @@ impl SessionState {
             next_seq: 1,
             dropped: 0,
             burst_allowance: 0,
+            stamp: 0,
         }
+    }
+
+    /// Stamps the session as attached now, after a copy stamped `after` (the one it was taken
+    /// from; 0 if none): the wall-clock milliseconds, raised past `after` so that each takeover
+    /// orders after the one before even within a millisecond or if the clock steps back.
+    pub fn restamp(&mut self, after: u64) {
+        self.stamp = crate::persist::unix_ms_now().max(after.saturating_add(1));
     }
 
     /// True when it has outlived its expiry interval since the last disconnect.
@@ -364,6 +377,20 @@ mod tests {
             t.enqueue(delivery(QoS::AtLeastOnce), 10, 10),
             Err(DropReason::QueueBytes)
         );
+    }
+
+    #[test]
+    fn each_takeover_stamps_after_the_copy_it_took_over() {
+        let mut s = SessionState::new("c".into(), 10);
+        s.restamp(0);
+        let first = s.stamp;
+        assert!(first > 0);
+        // A copy stamped in the future (a clock stepped back since) is still outranked.
+        s.restamp(first + 60_000);
+        assert_eq!(s.stamp, first + 60_001);
+        let before = s.stamp;
+        s.restamp(before);
+        assert!(s.stamp > before);
     }
 
     #[test]

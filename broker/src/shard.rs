@@ -21,6 +21,7 @@ use protocol::{ByteStr, Protocol, QoS};
 
 use crate::{
     config::Config,
+    handoff::{newest_copy, HandedOff, Handoff},
     mesh::{PeerQueue, ShardMsg},
     message::{Delivery, Message},
     metrics::{Metrics, Snapshot},
@@ -101,6 +102,12 @@ pub struct ShardState {
     pub connections: HashMap<u64, ConnEntry>,
     /// Wills waiting for their delay, by client id ([`crate::will`]).
     pub wills: HashMap<ByteStr, crate::will::PendingWill>,
+    /// Persistent sessions handed to another shard whose copy there is not durable yet: this
+    /// shard's log keeps them until then ([`crate::handoff`]).
+    pub handed_off: HashMap<ByteStr, HandedOff>,
+    /// During recovery, for the client ids this shard arbitrates: the stamp of the copy
+    /// `owners` points to, to keep the newest of duplicates.
+    pub adopted_stamps: HashMap<ByteStr, u64>,
     /// Round-robin position per share group.
     share_cursor: HashMap<ByteStr, usize>,
 }
@@ -108,6 +115,9 @@ pub struct ShardState {
 /// A barrier in flight: answers still expected, whether one reported a failure, and where to
 /// signal completion (true: every peer answered without failure).
 type PendingBarrier = (usize, bool, LocalSender<bool>);
+
+/// A session a claim brought, and where it came from.
+pub type Claimed = (Box<SessionState>, Handoff);
 
 /// One shard of the broker.
 pub struct Shard {
@@ -122,7 +132,7 @@ pub struct Shard {
     /// Counters.
     pub metrics: Metrics,
     peers: Vec<Option<Rc<PeerQueue>>>,
-    pending_claims: RefCell<HashMap<u64, LocalSender<Option<Box<SessionState>>>>>,
+    pending_claims: RefCell<HashMap<u64, LocalSender<Option<Claimed>>>>,
     /// Barriers in flight: answers still expected, whether one reported a failure, and
     /// where to signal completion.
     pending_barriers: RefCell<HashMap<u64, PendingBarrier>>,
@@ -348,8 +358,9 @@ impl Shard {
     }
 
     /// Asks the owner of `client_id` for its session, wherever it is; closes the connection
-    /// that held it. `None` when there was none.
-    pub async fn claim_session(self: &Rc<Self>, client_id: &ByteStr) -> Option<Box<SessionState>> {
+    /// that held it. `None` when there was none; else the session and where it came from
+    /// (to be told, [`Shard::forget_when_durable`], once its copy here is durable).
+    pub async fn claim_session(self: &Rc<Self>, client_id: &ByteStr) -> Option<Claimed> {
         let req = self.next_req();
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending_claims.borrow_mut().insert(req, tx);
@@ -438,7 +449,14 @@ impl Shard {
                     .owners
                     .insert(client_id.clone(), from);
                 match prev {
-                    None => self.send(from, ShardMsg::ClaimResult { req, session: None }),
+                    None => self.send(
+                        from,
+                        ShardMsg::ClaimResult {
+                            req,
+                            session: None,
+                            from: self.id,
+                        },
+                    ),
                     Some(holder) => self.send(
                         holder,
                         ShardMsg::Evict {
@@ -450,11 +468,16 @@ impl Shard {
                 }
             }
             ShardMsg::Evict { client_id, to, req } => self.evict(client_id, to, req),
-            ShardMsg::ClaimResult { req, session } => {
+            ShardMsg::ClaimResult { req, session, from } => {
                 if let Some(tx) = self.pending_claims.borrow_mut().remove(&req) {
-                    let _ = tx.try_send(session);
+                    let _ = tx.try_send(session.map(|s| (s, Handoff { from, req })));
                 }
             }
+            ShardMsg::Forget {
+                client_id,
+                from,
+                req,
+            } => self.forget(client_id, from, req),
             ShardMsg::Release { client_id, shard } => {
                 let mut st = self.state.borrow_mut();
                 if st.owners.get(&client_id) == Some(&shard) {
@@ -481,23 +504,11 @@ impl Shard {
                     _ => self.send(from, ShardMsg::BarrierAck { req, failed: false }),
                 }
             }
-            ShardMsg::Adopt { client_id, shard } => {
-                let prev = self
-                    .state
-                    .borrow_mut()
-                    .owners
-                    .insert(client_id.clone(), shard);
-                if let Some(first) = prev.filter(|p| *p != shard) {
-                    // A crash between a takeover's two log records left the session on two
-                    // shards; keep the first registered, drop the other.
-                    tracing::warn!(shard = self.id, client_id = %client_id, kept = first, dropped = shard, "recovered session found on two shards");
-                    self.state
-                        .borrow_mut()
-                        .owners
-                        .insert(client_id.clone(), first);
-                    self.send(shard, ShardMsg::Discard { client_id });
-                }
-            }
+            ShardMsg::Adopt {
+                client_id,
+                shard,
+                stamp,
+            } => self.adopt(client_id, shard, stamp),
             ShardMsg::Discard { client_id } => {
                 let gone = self.state.borrow_mut().sessions.remove(&client_id);
                 if let Some(slot) = gone {
@@ -523,8 +534,33 @@ impl Shard {
         }
     }
 
+    /// Recovery: shard `shard` holds a copy of `client_id`'s session stamped `stamp`. Of two
+    /// copies (a crash fell between a takeover's two log records) the newest is kept, the
+    /// other discarded.
+    fn adopt(self: &Rc<Self>, client_id: ByteStr, shard: usize, stamp: u64) {
+        let discard = {
+            let mut st = self.state.borrow_mut();
+            let known = st
+                .owners
+                .get(&client_id)
+                .map(|&s| (s, st.adopted_stamps.get(&client_id).copied().unwrap_or(0)));
+            let (kept, discard) = match known {
+                Some(first) => newest_copy(first, (shard, stamp)),
+                None => ((shard, stamp), None),
+            };
+            st.owners.insert(client_id.clone(), kept.0);
+            st.adopted_stamps.insert(client_id.clone(), kept.1);
+            discard
+        };
+        if let Some(dropped) = discard {
+            tracing::warn!(shard = self.id, client_id = %client_id, dropped, "recovered session found on two shards; keeping the newest");
+            self.send(dropped, ShardMsg::Discard { client_id });
+        }
+    }
+
     /// Hands the session of `client_id` to shard `to`, closing its connection here. The client
-    /// is back, so a Will its last connection here left is cancelled.
+    /// is back, so a Will its last connection here left is cancelled. A persistent session
+    /// stays in this shard's log until its copy there is durable ([`crate::handoff`]).
     fn evict(self: &Rc<Self>, client_id: ByteStr, to: usize, req: u64) {
         crate::will::cancel(self, &client_id);
         let mut st = self.state.borrow_mut();
@@ -534,10 +570,10 @@ impl Shard {
             }
             self.track_queued(slot.state.queued_bytes, false);
             if slot.persisted {
-                // The shard it goes to logs it whole when the client is attached there.
-                self.log(|| Record::SessionRemove {
-                    client_id: client_id.clone(),
-                });
+                let username = slot.access.identity().username();
+                let image = crate::persist::state::image(&slot.state, username);
+                st.handed_off
+                    .insert(client_id.clone(), HandedOff { to, req, image });
             }
             if to != self.id {
                 st.moved_to.insert(client_id, to);
@@ -548,6 +584,7 @@ impl Shard {
                 ShardMsg::ClaimResult {
                     req,
                     session: Some(Box::new(slot.state)),
+                    from: self.id,
                 },
             );
         } else if st.claiming.contains_key(&client_id) {
@@ -555,7 +592,14 @@ impl Shard {
             st.evict_after_claim.insert(client_id, (to, req));
         } else {
             drop(st);
-            self.send(to, ShardMsg::ClaimResult { req, session: None });
+            self.send(
+                to,
+                ShardMsg::ClaimResult {
+                    req,
+                    session: None,
+                    from: self.id,
+                },
+            );
         }
     }
 

@@ -106,8 +106,10 @@ impl Conn {
         };
 
         let prior = self.shard.claim_session(&client_id).await;
+        let handoff = prior.as_ref().map(|(_, handoff)| *handoff);
+        let prior_stamp = prior.as_ref().map_or(0, |(old, _)| old.stamp);
         let now = Instant::now();
-        let (mut state, present) = match prior {
+        let (mut state, present) = match prior.map(|(old, _)| old) {
             Some(old) if !connect.clean_start && !old.is_expired(now) => (*old, true),
             Some(old) => {
                 let filters: Vec<ByteStr> = old.subscriptions.keys().cloned().collect();
@@ -130,6 +132,7 @@ impl Conn {
         };
         state.expiry_interval = self.session_expiry;
         state.disconnected_at = None;
+        state.restamp(prior_stamp);
         if present && !state.subscriptions.is_empty() {
             let filters: Vec<ByteStr> = state.subscriptions.keys().cloned().collect();
             let (id, shard) = (client_id.clone(), self.shard.id);
@@ -154,15 +157,18 @@ impl Conn {
             max_packet: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         };
         let persisted = state.is_persistent() && self.shard.persist.borrow().is_some();
-        if persisted {
-            // The whole session, wherever it came from: the shard it left logged its removal.
-            self.shard.log(|| {
-                Record::Session(crate::persist::state::image(
-                    &state,
-                    access.identity().username(),
-                ))
-            });
-        }
+        // The whole session, wherever it came from: the shard it left removes its copy once
+        // this record is durable (`forget_when_durable` below).
+        let ticket = persisted
+            .then(|| {
+                self.shard.log(|| {
+                    Record::Session(crate::persist::state::image(
+                        &state,
+                        access.identity().username(),
+                    ))
+                })
+            })
+            .flatten();
         self.shard.track_queued(state.queued_bytes, true);
         let evict = {
             let mut st = self.shard.state.borrow_mut();
@@ -178,6 +184,11 @@ impl Conn {
             );
             st.evict_after_claim.remove(&client_id)
         };
+        self.shard.attached_again(&client_id, persisted);
+        if let Some(handoff) = handoff {
+            self.shard
+                .forget_when_durable(client_id.clone(), handoff, ticket);
+        }
         self.client_id = Some(client_id.clone());
         tracing::debug!(shard = self.shard.id, client_id = %client_id, user = ?access.identity().username(), "authenticated");
         self.access = Some(access);

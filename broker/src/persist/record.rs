@@ -12,7 +12,9 @@
 //! old tag stays readable, so a state directory written by an earlier build recovers with a
 //! later one. (An earlier build refuses the newer tags: it reads them as a corrupt tail.)
 //! Tags so far: 1 `Session` (before it carried `offline_since`; read only), 2 to 10 as below,
-//! 11 `Session` with `offline_since`, 12 `Offline`, 13 `Will`, 14 `WillRemove`.
+//! 11 `Session` with `offline_since` (read only), 12 `Offline`, 13 `Will`, 14 `WillRemove`,
+//! 15 `Session` with `offline_since` and `stamp`. A session record of tags 1 and 11 reads as
+//! stamp 0: older than any copy this build stamps.
 
 use bytes::Bytes;
 use protocol::{ByteStr, Will};
@@ -147,10 +149,15 @@ pub struct SessionImage {
     /// connected, when the broker's own stop ended its connection, or when written by a build
     /// before this was recorded (its expiry then counts from the restart).
     pub offline_since: Option<u64>,
+    /// [`crate::session::SessionState::stamp`]: which of two copies a crash during a takeover
+    /// left is the newer; 0 when written by a build before this was recorded.
+    pub stamp: u64,
 }
 
 /// `Session` as written before `offline_since` (read only).
 const SESSION_V1: u8 = 1;
+/// `Session` as written before `stamp` (read only).
+const SESSION_V2: u8 = 11;
 const SUBSCRIPTIONS: u8 = 2;
 const SESSION_REMOVE: u8 = 3;
 const ENQUEUE: u8 = 4;
@@ -160,10 +167,21 @@ const DONE: u8 = 7;
 const INBOUND_QOS2: u8 = 8;
 const RETAIN: u8 = 9;
 const SNAPSHOT_HEADER: u8 = 10;
-const SESSION: u8 = 11;
 const OFFLINE: u8 = 12;
 const WILL: u8 = 13;
 const WILL_REMOVE: u8 = 14;
+const SESSION: u8 = 15;
+
+/// The layouts a `Session` record has had, oldest first; each adds fields at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SessionLayout {
+    /// Tag 1: no `offline_since`, no `stamp`.
+    V1,
+    /// Tag 11: `offline_since`, no `stamp`.
+    V2,
+    /// Tag 15: `offline_since`, then `stamp`.
+    Stamped,
+}
 
 impl Record {
     /// Appends the body of this record to `w`.
@@ -269,8 +287,9 @@ impl Record {
     pub fn decode(body: Bytes) -> Option<Record> {
         let mut r = Reader::new(body);
         let record = match r.u8()? {
-            SESSION_V1 => Record::Session(get_session(&mut r, false)?),
-            SESSION => Record::Session(get_session(&mut r, true)?),
+            SESSION_V1 => Record::Session(get_session(&mut r, SessionLayout::V1)?),
+            SESSION_V2 => Record::Session(get_session(&mut r, SessionLayout::V2)?),
+            SESSION => Record::Session(get_session(&mut r, SessionLayout::Stamped)?),
             SUBSCRIPTIONS => Record::Subscriptions {
                 client_id: r.str()?,
                 expiry: r.u32()?,
@@ -331,7 +350,7 @@ impl Record {
 }
 
 /// The body of a `Session` record after its tag: the `SESSION_V1` layout, then
-/// `offline_since` (0: none).
+/// `offline_since` (0: none), then `stamp`.
 fn put_session(w: &mut Writer, s: &SessionImage) {
     w.str(&s.client_id);
     w.u32(s.expiry);
@@ -359,10 +378,11 @@ fn put_session(w: &mut Writer, s: &SessionImage) {
         None => w.u8(0),
     }
     w.u64(s.offline_since.unwrap_or(0));
+    w.u64(s.stamp);
 }
 
-/// Reads what [`put_session`] wrote; `with_offline` is false for the `SESSION_V1` layout.
-fn get_session(r: &mut Reader, with_offline: bool) -> Option<SessionImage> {
+/// Reads what [`put_session`] wrote, or an older `layout` of it (its missing fields unknown).
+fn get_session(r: &mut Reader, layout: SessionLayout) -> Option<SessionImage> {
     let client_id = r.str()?;
     let expiry = r.u32()?;
     let subscriptions = get_subscriptions(r)?;
@@ -388,10 +408,15 @@ fn get_session(r: &mut Reader, with_offline: bool) -> Option<SessionImage> {
         0 => None,
         _ => Some(r.str()?),
     };
-    let offline_since = if with_offline {
+    let offline_since = if layout >= SessionLayout::V2 {
         Some(r.u64()?).filter(|ms| *ms != 0)
     } else {
         None
+    };
+    let stamp = if layout >= SessionLayout::Stamped {
+        r.u64()?
+    } else {
+        0
     };
     Some(SessionImage {
         client_id,
@@ -403,6 +428,7 @@ fn get_session(r: &mut Reader, with_offline: bool) -> Option<SessionImage> {
         next_seq,
         username,
         offline_since,
+        stamp,
     })
 }
 
@@ -468,6 +494,7 @@ mod tests {
             next_seq: 43,
             username: Some("driver".into()),
             offline_since,
+            stamp: 1_700_000_000_456,
         }
     }
 
@@ -498,10 +525,24 @@ mod tests {
         assert_eq!(back.next_seq, 43);
         assert_eq!(back.username.as_deref(), Some("driver"));
         assert_eq!(back.offline_since, Some(1_700_000_000_123));
+        assert_eq!(back.stamp, 1_700_000_000_456);
         let Record::Session(online) = roundtrip(&Record::Session(session_image(None))) else {
             panic!("not a session");
         };
         assert_eq!(online.offline_since, None);
+    }
+
+    /// A session record as an older build wrote it: today's layout under `tag`, without its
+    /// last `cut` bytes (the fields added since), read back.
+    fn older_layout(tag: u8, cut: usize) -> SessionImage {
+        let mut w = Writer::default();
+        Record::Session(session_image(Some(99))).encode(&mut w);
+        let mut old = w.buf[..w.buf.len() - cut].to_vec();
+        old[0] = tag;
+        let Some(Record::Session(back)) = Record::decode(Bytes::from(old)) else {
+            panic!("the session layout of tag {tag} is refused");
+        };
+        back
     }
 
     /// Regression guard for state directories written before sessions carried
@@ -509,18 +550,35 @@ mod tests {
     /// client's departure is unknown.
     #[test]
     fn a_session_record_of_the_previous_layout_still_reads() {
-        let mut w = Writer::default();
-        Record::Session(session_image(Some(99))).encode(&mut w);
-        // The previous layout is this one without the trailing `offline_since`, under tag 1.
-        let mut old = w.buf[..w.buf.len() - 8].to_vec();
-        old[0] = SESSION_V1;
-        let Some(Record::Session(back)) = Record::decode(Bytes::from(old)) else {
-            panic!("the previous session layout is refused");
-        };
+        // The first layout is this one without the trailing `offline_since` and `stamp`,
+        // under tag 1.
+        let back = older_layout(SESSION_V1, 16);
         assert_eq!(back.client_id.as_ref(), "c");
         assert_eq!(back.queue.len(), 1);
         assert_eq!(back.username.as_deref(), Some("driver"));
         assert_eq!(back.offline_since, None);
+        assert_eq!(back.stamp, 0);
+    }
+
+    /// Regression guard for state directories written before sessions carried a takeover
+    /// `stamp`: their tag-11 session records must still be read, as the oldest copies (stamp 0)
+    /// with everything else they held.
+    #[test]
+    fn a_session_record_without_a_stamp_still_reads_as_the_oldest_copy() {
+        // The layout before `stamp` is this one without its trailing 8 bytes, under tag 11.
+        let back = older_layout(SESSION_V2, 8);
+        assert_eq!(back.client_id.as_ref(), "c");
+        assert_eq!(back.queue.len(), 1);
+        assert_eq!(back.inflight.len(), 1);
+        assert_eq!(back.offline_since, Some(99));
+        assert_eq!(back.stamp, 0);
+        // A stamped body under the old tag has 8 bytes too many: refused, not misread.
+        let mut w = Writer::default();
+        Record::Session(session_image(Some(99))).encode(&mut w);
+        assert_eq!(w.buf[0], SESSION);
+        let mut long = w.buf;
+        long[0] = SESSION_V2;
+        assert!(Record::decode(Bytes::from(long)).is_none());
     }
 
     #[test]

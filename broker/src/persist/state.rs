@@ -185,6 +185,7 @@ pub fn image(s: &SessionState, username: Option<&str>) -> SessionImage {
         inbound_qos2: s.inbound_qos2.iter().copied().collect(),
         next_seq: s.next_seq,
         offline_since: s.disconnected_at.map(to_unix_ms),
+        stamp: s.stamp,
     }
 }
 
@@ -205,6 +206,7 @@ fn from_image(image: SessionImage) -> SessionState {
     s.queue = image.queue.into_iter().collect();
     s.inbound_qos2 = image.inbound_qos2.into_iter().collect::<HashSet<u16>>();
     s.next_seq = image.next_seq;
+    s.stamp = image.stamp;
     s
 }
 
