@@ -88,12 +88,12 @@ pub async fn recover(
         ids.push((client_id.clone(), session.stamp));
         shard.state.borrow_mut().sessions.insert(
             client_id,
-            SessionSlot {
+            Box::new(SessionSlot {
                 state: session,
                 link: None,
                 access,
                 persisted: true,
-            },
+            }),
         );
     }
     drop(policy);

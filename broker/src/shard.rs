@@ -81,8 +81,9 @@ pub struct ConnEntry {
 /// The mutable state of a shard.
 #[derive(Debug, Default)]
 pub struct ShardState {
-    /// Sessions held here, online or not.
-    pub sessions: HashMap<ByteStr, SessionSlot>,
+    /// Sessions held here, online or not. Boxed: a slot is about 370 bytes, and a map keeps
+    /// its values inline with up to half of it spare, for every connection.
+    pub sessions: HashMap<ByteStr, Box<SessionSlot>>,
     /// Replica of the whole subscription table.
     pub subscriptions: SubscriptionTable,
     /// Replica of all retained messages.

@@ -175,12 +175,12 @@ impl Conn {
             st.moved_to.remove(&client_id);
             st.sessions.insert(
                 client_id.clone(),
-                SessionSlot {
+                Box::new(SessionSlot {
                     state,
                     link: Some(link),
                     access: access.clone(),
                     persisted,
-                },
+                }),
             );
             st.evict_after_claim.remove(&client_id)
         };
