@@ -78,3 +78,49 @@ fn sigterm_disconnects_v5_clients_with_server_shutting_down_and_exits_0() {
     // The archive is on by default, in ./fleet-data.
     assert!(dir.path().join("fleet-data/wal").is_dir());
 }
+
+/// The shards bind with SO_REUSEPORT, which would let a second broker on the same port start
+/// and quietly take some of the first one's clients; it must refuse instead, naming the port.
+#[test]
+fn a_second_broker_on_a_port_in_use_refuses_to_start() {
+    let port = free_port();
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let start = |dir: &std::path::Path| {
+        let mut command = fleetmq();
+        command
+            .current_dir(dir)
+            .args(["broker", "--mqtt", &format!("127.0.0.1:{port}")])
+            .args(["--http", "off", "--no-archive", "--no-persistence"]);
+        command
+    };
+    let _first = Killed(
+        start(first_dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    drop(support::connect_when_listening(port));
+    let mut second = Killed(
+        start(second_dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a second broker is running on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains(&port.to_string()), "{stderr}");
+}

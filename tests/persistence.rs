@@ -37,10 +37,32 @@ fn start_broker(dir: &Path, port: u16) -> Killed {
                 "--no-archive",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("broker-{port}.log"))).unwrap())
             .spawn()
             .unwrap(),
     )
+}
+
+/// Prints the logs of every broker a test started in `dir` when the test fails: a failure
+/// that shows up once in many runs must bring its own evidence.
+struct LogsOnFailure<'a>(&'a Path);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.0) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("broker-") {
+                let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                eprintln!("---- {name} ----\n{log}");
+            }
+        }
+    }
 }
 
 /// A client with a persistent session: 3.1.1 (clean session 0) or 5.0 (an hour's expiry).
@@ -143,6 +165,7 @@ fn kill_and_restart(mut broker: Killed, dir: &Path) -> (Killed, u16) {
 #[test]
 fn acknowledged_messages_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
+    let _logs = LogsOnFailure(dir.path());
     let port = free_port();
     let broker = start_broker(dir.path(), port);
     let (mut sub, present) = Persistent::connect(port, "reefer-3");
@@ -230,6 +253,7 @@ fn subscribe_statuses(client: &mut MqttClient) {
 fn a_delayed_will_survives_sigkill_and_none_is_made_up_for_a_connected_client() {
     const DELAY: u64 = 5;
     let dir = tempfile::tempdir().unwrap();
+    let _logs = LogsOnFailure(dir.path());
     let port = free_port();
     let broker = start_broker(dir.path(), port);
     // Connected at the kill, with an ordinary Will: the broker crashed, the client did not

@@ -180,6 +180,20 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
+/// Fails with `AddrInUse` when something already listens on `addr`. SO_REUSEPORT would let
+/// the shards bind it anyway and share it with that process (another broker started on the
+/// same port, say), which would then get some of this broker's clients. A plain bind (with
+/// SO_REUSEADDR only, so connections in TIME_WAIT from a previous run do not count) fails on
+/// a listened port.
+fn refuse_if_listened_on(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
 /// One listening socket per shard on the same address; returns them and the bound address
 /// (port 0 resolved).
 fn bind_all(
@@ -187,6 +201,7 @@ fn bind_all(
     shards: usize,
 ) -> Result<(Vec<Option<Socket>>, SocketAddr), BrokerError> {
     let bind_err = |source| BrokerError::Bind { addr, source };
+    refuse_if_listened_on(addr).map_err(bind_err)?;
     let first = bind_reuseport(addr).map_err(bind_err)?;
     let bound = first
         .local_addr()

@@ -50,13 +50,25 @@ impl Killed {
     }
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, and never handed to another test of this binary.
+///
+/// The kernel may give the same free port to two tests running at once, and `fleetmq broker`
+/// binds with SO_REUSEPORT, so both brokers would then share it and each test would reach
+/// the other's broker now and then (a flaky failure when the other test SIGKILLs its own).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Connects to 127.0.0.1:`port`, retrying while the server starts (20 s at most).
