@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -362,8 +363,6 @@ def fleet_workload(ctx: "Context", running: Running) -> Result:
 
 def parse_simulate(text: str) -> dict[str, int]:
     """The counts in `fleetmq simulate`'s summary lines."""
-    import re
-
     found: dict[str, int] = {}
     m = re.search(r"published (\d+) of (\d+) readings", text)
     if m:
@@ -584,7 +583,8 @@ def main() -> int:
     finally:
         if args.out:
             Path(args.out).write_text(json.dumps([r.__dict__ for r in all_results], indent=1))
-        shutil.rmtree(work, ignore_errors=True) if os.environ.get("KEEP_LOGS") is None else None
+        if os.environ.get("KEEP_LOGS") is None:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -52,9 +52,10 @@ impl Killed {
 
 /// A port that was free a moment ago, and never handed to another test of this binary.
 ///
-/// The kernel may give the same free port to two tests running at once, and `fleetmq broker`
-/// binds with SO_REUSEPORT, so both brokers would then share it and each test would reach
-/// the other's broker now and then (a flaky failure when the other test SIGKILLs its own).
+/// The kernel may give the same free port to two tests running at once. (Before the broker
+/// refused a port in use, both brokers would have shared it through SO_REUSEPORT and each
+/// test reached the other's broker now and then; with the refusal the second would fail to
+/// start instead.)
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
