@@ -28,6 +28,15 @@ use crate::{
     shard::Shard,
 };
 
+/// Submission queue depth of each shard's io_uring rings (glommio's default is 128).
+///
+/// Every connection keeps a poll request in its shard's main ring, and the kernel finds a
+/// request to cancel by walking one bucket of a hash table sized from the ring: 8 buckets at
+/// glommio's default depth, 256 (the kernel's maximum) from a depth of 4096 on. glommio cancels
+/// its preemption timer and ring link each time a shard wakes, so with thousands of mostly idle
+/// connections the small table made every wake-up walk hundreds of entries.
+const SHARD_RING_DEPTH: usize = 4096;
+
 /// Why the broker could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -324,6 +333,7 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
     };
     let threads = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(nr_shards))
         .name("fleetmq-shard")
+        .ring_depth(SHARD_RING_DEPTH)
         .on_all_shards(move || async move {
             if let Err(e) = run_shard(setup).await {
                 tracing::error!(error = %e, "shard failed");
