@@ -124,7 +124,11 @@ impl CloseRequest {
 #[derive(Debug, Default)]
 pub struct Control {
     request: Cell<Option<CloseRequest>>,
-    wakers: RefCell<Vec<Waker>>,
+    /// The usual single waiter (the connection's own task) needs no allocation; a Vec would
+    /// take 64 bytes per connection for it.
+    waker: RefCell<Option<Waker>>,
+    /// Waiters from other tasks, rare.
+    more_wakers: RefCell<Vec<Waker>>,
 }
 
 impl Control {
@@ -133,7 +137,10 @@ impl Control {
         if self.request.get().is_none() {
             self.request.set(Some(why));
         }
-        for w in self.wakers.borrow_mut().drain(..) {
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+        for w in self.more_wakers.borrow_mut().drain(..) {
             w.wake();
         }
     }
@@ -161,9 +168,16 @@ impl Future for WaitClose<'_> {
         match self.control.request.get() {
             Some(why) => Poll::Ready(why),
             None => {
-                let mut wakers = self.control.wakers.borrow_mut();
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
+                let mut first = self.control.waker.borrow_mut();
+                match &*first {
+                    None => *first = Some(cx.waker().clone()),
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    Some(_) => {
+                        let mut more = self.control.more_wakers.borrow_mut();
+                        if !more.iter().any(|w| w.will_wake(cx.waker())) {
+                            more.push(cx.waker().clone());
+                        }
+                    }
                 }
                 Poll::Pending
             }
