@@ -23,7 +23,8 @@ pub struct ArchiveConfig {
     /// a fleet whose readings arrive evenly spread (2000 vehicles at 1 Hz) gets about one
     /// fdatasync per reading, and the broker spent 2.9x the CPU of the same load without the
     /// archive (1.3x with 10 ms; BENCHMARKS.md). It delays QoS 1 acknowledgements of archived
-    /// messages by at most this much, not their delivery to subscribers. Zero syncs at once.
+    /// messages by at most this much, not their delivery to subscribers; a round that already
+    /// holds 64 records (under load) syncs without waiting. Zero syncs at once.
     pub commit_delay: Duration,
     /// Number of writer threads; records are spread over them by a hash of the vehicle id, so
     /// each vehicle's rows (and its exactly-once index) live in exactly one thread.

@@ -388,3 +388,45 @@ fn segments_rotate_and_archived_ones_are_deleted() {
     assert_eq!(replayed, 0);
     assert_eq!(archived(&data).len(), 400);
 }
+
+/// The commit delay gathers a trickle into one sync, but a round that is already full syncs
+/// at once: with a delay far longer than the test may take, a full round still becomes
+/// durable promptly, and a lone record waits for the delay.
+#[test]
+fn a_full_round_does_not_wait_for_the_commit_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::open(ArchiveConfig {
+        commit_delay: Duration::from_secs(3),
+        ..config(dir.path())
+    })
+    .unwrap();
+    let (full, trickle) = run({
+        let archive = archive.clone();
+        async move {
+            let (wal, _, _) = ShardWal::open(archive, 0).await.unwrap();
+            let started = std::time::Instant::now();
+            let tickets: Vec<_> = (0..100)
+                .map(|i| wal.append(gps("v", i, T0 + i as i64)))
+                .collect();
+            for ticket in tickets {
+                wal.durable(ticket).await.unwrap();
+            }
+            let full = started.elapsed();
+            let started = std::time::Instant::now();
+            let lone = wal.append(gps("v", 100, T0 + 100));
+            wal.durable(lone).await.unwrap();
+            let trickle = started.elapsed();
+            wal.close().await.unwrap();
+            (full, trickle)
+        }
+    });
+    archive.close().unwrap();
+    assert!(
+        full < Duration::from_secs(2),
+        "a full round waited {full:?}"
+    );
+    assert!(
+        trickle >= Duration::from_secs(3),
+        "a lone record synced after {trickle:?}"
+    );
+}

@@ -6,7 +6,8 @@
 //! once (fdatasync), wakes every waiter of that round and hands the now durable records to the
 //! [`Archive`]. While it syncs, the next round accumulates: that is the group commit, and its
 //! batch grows by itself with the load. At a trickle a round would hold one record, so a round
-//! also gathers for `commit_delay` after its first record arrives.
+//! also gathers for `commit_delay` after its first record arrives, unless the round is already
+//! full enough that waiting would only delay its acknowledgements.
 //!
 //! The log is a sequence of segment files `{segment:020}.wal` in `{data}/wal/shard-{n}/`; a
 //! new segment starts past `wal_segment_bytes` and at every open (so a replayed segment is
@@ -278,7 +279,7 @@ async fn run(inner: Rc<Inner>, mut log: Log) -> Result<(), ArchiveError> {
             }
         });
         first.await;
-        if !inner.state.borrow().closing && !log.commit_delay.is_zero() {
+        if gather_first(&inner.state.borrow(), log.commit_delay) {
             glommio::timer::sleep(log.commit_delay).await;
         }
         let batch = poll_fn(|cx| {
@@ -327,6 +328,17 @@ async fn run(inner: Rc<Inner>, mut log: Log) -> Result<(), ArchiveError> {
         shard: inner.shard,
         message: e.to_string(),
     })
+}
+
+/// Records a round holds already that make waiting for more pointless: under load the
+/// records that arrive during one sync fill the next round by themselves, and waiting would
+/// only add `commit_delay` to every acknowledgement.
+const FULL_ROUND: usize = 64;
+
+/// Should this round wait `commit_delay` for more records before it syncs? Only a small round
+/// (a trickle, where each sync would otherwise carry a record or two) and not while closing.
+fn gather_first(state: &State, commit_delay: std::time::Duration) -> bool {
+    !state.closing && !commit_delay.is_zero() && state.pending.len() < FULL_ROUND
 }
 
 fn wake_all(waiters: &mut Vec<Waker>) {
