@@ -10,12 +10,15 @@
 // Test-only code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::fs::{self, File};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+use support::free_port;
 
 /// How long the broker may take to accept connections after it was spawned.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -65,15 +68,6 @@ impl Drop for Scratch {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A port that was free a moment ago (the listener is dropped before the broker binds it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The last 200 lines of a log file.
