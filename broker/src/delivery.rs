@@ -110,7 +110,7 @@ impl Shard {
                 self.metrics.drop_message(DropReason::Offline.label());
                 return;
             };
-            if link.outbox.len() >= max_outbox {
+            if link.handle.outbox.len() >= max_outbox {
                 reason_drop(slot, DropReason::SlowConsumer);
                 return;
             }
@@ -123,7 +123,7 @@ impl Shard {
                 QoS::AtMostOnce,
                 delivery.message.topic.len() + delivery.message.payload.len(),
             );
-            link.outbox.push(packet);
+            link.handle.outbox.push(packet);
             return;
         }
         let before = slot.state.queued_bytes;
@@ -165,7 +165,7 @@ impl Shard {
                 }
                 QueueFullPolicy::Disconnect => {
                     if let Some(link) = &slot.link {
-                        link.control.close(CloseRequest::SlowConsumer);
+                        link.handle.control.close(CloseRequest::SlowConsumer);
                     }
                 }
             }
@@ -241,7 +241,7 @@ impl Shard {
                 flight.delivery.qos,
                 flight.delivery.message.topic.len() + flight.delivery.message.payload.len(),
             );
-            link.outbox.push(packet);
+            link.handle.outbox.push(packet);
         }
         for _ in 0..expired {
             self.metrics.drop_message(DropReason::Expired.label());

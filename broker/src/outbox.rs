@@ -1,7 +1,8 @@
 //! The hand-over points of a connection: its outbox (packets waiting for the socket) and its
-//! control signal (a request to close, from the keepalive sweep, a takeover or shutdown).
+//! control signal (a request to close, from the keepalive sweep, a takeover or shutdown),
+//! held together with its liveness in one [`ConnHandle`].
 //!
-//! Both are single-threaded (`Rc`, `Cell`): they live on the shard that owns the connection.
+//! All are single-threaded (`Rc`, `Cell`): they live on the shard that owns the connection.
 
 use std::{
     cell::{Cell, RefCell},
@@ -9,9 +10,37 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll, Waker},
+    time::{Duration, Instant},
 };
 
 use protocol::{Packet, ReasonCode};
+
+/// What the rest of the shard holds of one connection: its reader, its writer, its session
+/// slot and the keepalive sweep share one allocation (one `Rc` instead of one per part: an idle
+/// connection costs what it holds).
+#[derive(Debug)]
+pub struct ConnHandle {
+    /// Packets waiting for the socket.
+    pub outbox: Outbox,
+    /// How to close it.
+    pub control: Control,
+    /// When a packet last arrived.
+    pub last_seen: Cell<Instant>,
+    /// Close it when nothing arrived for this long (1.5 x keep alive, or the connect timeout).
+    pub timeout: Cell<Option<Duration>>,
+}
+
+impl ConnHandle {
+    /// A connection that has just arrived and must send CONNECT within `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> ConnHandle {
+        ConnHandle {
+            outbox: Outbox::default(),
+            control: Control::default(),
+            last_seen: Cell::new(Instant::now()),
+            timeout: Cell::new(Some(connect_timeout)),
+        }
+    }
+}
 
 /// Packets waiting to be written to one client, drained in batches by its writer task.
 #[derive(Debug, Default)]

@@ -25,7 +25,7 @@ use crate::{
     mesh::{PeerQueue, ShardMsg},
     message::{Delivery, Message},
     metrics::{Metrics, Snapshot},
-    outbox::{CloseRequest, Control, Outbox},
+    outbox::{CloseRequest, ConnHandle, Control},
     persist::{record::Record, Persist, Ticket},
     security::Security,
     session::SessionState,
@@ -41,10 +41,8 @@ const PEER_ANSWER_LIMIT: Duration = Duration::from_secs(10);
 pub struct ConnLink {
     /// Connection id, unique on the shard.
     pub conn_id: u64,
-    /// Where its packets go.
-    pub outbox: Rc<Outbox>,
-    /// How to close it.
-    pub control: Rc<Control>,
+    /// Where its packets go, and how to close it.
+    pub handle: Rc<ConnHandle>,
     /// Its protocol level.
     pub protocol: Protocol,
     /// The client's Receive Maximum: QoS 1/2 messages we may have in flight towards it.
@@ -65,17 +63,6 @@ pub struct SessionSlot {
     pub access: crate::security::ClientAccess,
     /// Its changes go to the state log (a persistent session while persistence is on).
     pub persisted: bool,
-}
-
-/// A connection as the shard's sweeper sees it.
-#[derive(Debug)]
-pub struct ConnEntry {
-    /// How to close it.
-    pub control: Rc<Control>,
-    /// When a packet last arrived.
-    pub last_seen: Rc<Cell<Instant>>,
-    /// Close it when nothing arrived for this long (1.5 x keep alive, or the connect timeout).
-    pub timeout: Rc<Cell<Option<Duration>>>,
 }
 
 /// The mutable state of a shard.
@@ -100,7 +87,7 @@ pub struct ShardState {
     /// Evictions that arrived while our own claim was still in flight.
     pub evict_after_claim: HashMap<ByteStr, (usize, u64)>,
     /// Live connections, for the keepalive sweep and shutdown.
-    pub connections: HashMap<u64, ConnEntry>,
+    pub connections: HashMap<u64, Rc<ConnHandle>>,
     /// Wills waiting for their delay, by client id ([`crate::will`]).
     pub wills: HashMap<ByteStr, crate::will::PendingWill>,
     /// Persistent sessions handed to another shard whose copy there is not durable yet: this
@@ -567,7 +554,7 @@ impl Shard {
         let mut st = self.state.borrow_mut();
         if let Some(slot) = st.sessions.remove(&client_id) {
             if let Some(link) = &slot.link {
-                link.control.close(CloseRequest::TakenOver);
+                link.handle.control.close(CloseRequest::TakenOver);
             }
             self.track_queued(slot.state.queued_bytes, false);
             if slot.persisted {
@@ -849,7 +836,7 @@ impl Shard {
             snap.queued_messages += slot.state.queue.len() as u64;
             snap.inflight_messages += slot.state.inflight.len() as u64;
             if let Some(link) = &slot.link {
-                snap.outbox_packets += link.outbox.len() as u64;
+                snap.outbox_packets += link.handle.outbox.len() as u64;
             }
         }
         snap.mesh_queue = self.mesh_backlog() as u64;

@@ -150,8 +150,7 @@ impl Conn {
         };
         let link = ConnLink {
             conn_id: self.id,
-            outbox: self.outbox.clone(),
-            control: self.control.clone(),
+            handle: self.handle.clone(),
             protocol: self.protocol,
             window,
             max_packet: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
@@ -194,7 +193,8 @@ impl Conn {
         self.access = Some(access);
         self.will = connect.will.map(Box::new);
         self.problem_information = connect.properties.request_problem_information != Some(0);
-        self.timeout
+        self.handle
+            .timeout
             .set((keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)));
 
         let mut properties = Properties::default();
@@ -205,7 +205,7 @@ impl Conn {
             properties.assigned_client_identifier = assigned;
             properties.server_keep_alive = server_keep_alive;
         }
-        self.outbox.push(Packet::ConnAck(ConnAck {
+        self.handle.outbox.push(Packet::ConnAck(ConnAck {
             session_present: present,
             reason: ReasonCode::SUCCESS,
             properties,
@@ -225,7 +225,7 @@ impl Conn {
                 } else {
                     Packet::Publish(flight.delivery.to_publish(flight.pkid, true, now))
                 };
-                self.outbox.push(packet);
+                self.handle.outbox.push(packet);
             }
             self.shard.pump(slot, now);
         });
@@ -249,7 +249,7 @@ impl Conn {
         if self.protocol.is_v5() {
             properties.reason_string = Some(ByteStr::from(why));
         }
-        self.outbox.push(Packet::ConnAck(ConnAck {
+        self.handle.outbox.push(Packet::ConnAck(ConnAck {
             session_present: false,
             reason,
             properties,

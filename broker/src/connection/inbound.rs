@@ -40,7 +40,8 @@ impl Conn {
             match seen {
                 // A redelivery of a message we already have: acknowledge, do not route again.
                 Some((true, _)) => {
-                    self.outbox
+                    self.handle
+                        .outbox
                         .push(Packet::PubRec(ack(pkid, ReasonCode::SUCCESS)));
                     return Ok(());
                 }
@@ -98,8 +99,8 @@ impl Conn {
         };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.outbox.push(Packet::PubAck(ack(pkid, reason))),
-            QoS::ExactlyOnce => self.outbox.push(Packet::PubRec(ack(pkid, reason))),
+            QoS::AtLeastOnce => self.handle.outbox.push(Packet::PubAck(ack(pkid, reason))),
+            QoS::ExactlyOnce => self.handle.outbox.push(Packet::PubRec(ack(pkid, reason))),
         }
         Ok(())
     }
@@ -134,13 +135,13 @@ impl Conn {
         };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.outbox.push(Packet::PubAck(refusal)),
+            QoS::AtLeastOnce => self.handle.outbox.push(Packet::PubAck(refusal)),
             QoS::ExactlyOnce => {
                 if !v5 {
                     // The exchange goes on with PUBREL/PUBCOMP as for any accepted message.
                     self.inbound_qos2(pkid, true);
                 }
-                self.outbox.push(Packet::PubRec(refusal));
+                self.handle.outbox.push(Packet::PubRec(refusal));
             }
         }
     }
@@ -234,7 +235,7 @@ impl Conn {
             } else {
                 ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
             };
-            self.outbox.push(Packet::PubRel(ack(a.pkid, reason)));
+            self.handle.outbox.push(Packet::PubRel(ack(a.pkid, reason)));
         }
     }
 
@@ -245,7 +246,9 @@ impl Conn {
         } else {
             ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
         };
-        self.outbox.push(Packet::PubComp(ack(a.pkid, reason)));
+        self.handle
+            .outbox
+            .push(Packet::PubComp(ack(a.pkid, reason)));
     }
 
     pub(super) fn on_pubcomp(&mut self, a: PubAck) {

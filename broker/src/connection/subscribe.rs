@@ -93,7 +93,7 @@ impl Conn {
         } else {
             self.reason_properties(|| refused.join("; "))
         };
-        self.outbox.push(Packet::SubAck(SubAck {
+        self.handle.outbox.push(Packet::SubAck(SubAck {
             pkid: subscribe.pkid,
             reasons,
             properties,
@@ -158,7 +158,7 @@ impl Conn {
         if !self.protocol.is_v5() {
             reasons.clear();
         }
-        self.outbox.push(Packet::UnsubAck(UnsubAck {
+        self.handle.outbox.push(Packet::UnsubAck(UnsubAck {
             pkid: unsubscribe.pkid,
             reasons,
             properties: Properties::default(),

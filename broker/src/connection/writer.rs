@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncWrite, AsyncWriteExt};
 use protocol::{encode, ByteStr, Packet, Protocol};
 
-use crate::{metrics::bump, outbox::Outbox, shard::Shard};
+use crate::{metrics::bump, outbox::ConnHandle, shard::Shard};
 
 /// Assigns outbound topic aliases for a 5.0 client that allows them (Topic Alias Maximum > 0):
 /// the first message on a topic carries topic and alias, later ones the alias alone.
@@ -32,10 +32,11 @@ impl AliasTable {
     }
 }
 
-/// Writes everything pushed to `outbox` until it is closed and drained, then closes the socket.
+/// Writes everything pushed to the connection's outbox until it is closed and drained, then
+/// closes the socket.
 pub async fn run<W: AsyncWrite + Unpin>(
     mut socket: W,
-    outbox: Rc<Outbox>,
+    conn: Rc<ConnHandle>,
     protocol: Protocol,
     topic_alias_maximum: u16,
     shard: Rc<Shard>,
@@ -44,6 +45,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
         max: topic_alias_maximum,
         ..AliasTable::default()
     };
+    let outbox = &conn.outbox;
     let mut batch = Vec::new();
     let mut buf = BytesMut::new();
     while outbox.drain_into(&mut batch).await {
