@@ -51,6 +51,14 @@ impl Shard {
         );
     }
 
+    /// Counts a message not delivered to `client_id` for a reason the protocol expects (it
+    /// expired, QoS 0 to an offline client, the ACL, a session that just ended): by reason and
+    /// client like any drop, but not warned about.
+    pub fn discarded(&self, reason: DropReason, client_id: &str) {
+        self.metrics.drop_message(reason.label());
+        self.metrics.drop_for_client(client_id);
+    }
+
     /// Delivers to a session held on this shard (or follows it if it just moved).
     pub fn deliver_local(self: &Rc<Self>, client_id: &ByteStr, delivery: Delivery, now: Instant) {
         self.deliver_local_as(client_id, delivery, now, Burst::Live);
@@ -65,7 +73,7 @@ impl Shard {
         burst: Burst,
     ) {
         if delivery.message.is_expired(now) {
-            self.metrics.drop_message(DropReason::Expired.label());
+            self.discarded(DropReason::Expired, client_id);
             return;
         }
         let mut st = self.state.borrow_mut();
@@ -74,7 +82,7 @@ impl Shard {
             drop(st);
             match moved {
                 Some(to) => self.send(to, ShardMsg::Deliver(vec![(client_id.clone(), delivery)])),
-                None => self.metrics.drop_message("no_session"),
+                None => self.discarded(DropReason::NoSession, client_id),
             }
             return;
         };
@@ -85,7 +93,7 @@ impl Shard {
         {
             // mosquitto's rule: read access is checked per message at delivery, so a filter
             // allowed as a whole never carries a topic the ACL denies (retained ones too).
-            self.metrics.drop_message(DropReason::NotAuthorized.label());
+            self.discarded(DropReason::NotAuthorized, client_id);
             return;
         }
         let reason_drop = |slot: &mut SessionSlot, reason: DropReason| {
@@ -107,7 +115,7 @@ impl Shard {
         if delivery.qos == QoS::AtMostOnce {
             let Some(link) = &slot.link else {
                 // Expected for QoS 0 (MQTT 3.1.1 section 4.3.1): counted, not warned about.
-                self.metrics.drop_message(DropReason::Offline.label());
+                self.discarded(DropReason::Offline, client_id);
                 return;
             };
             if link.handle.outbox.len() >= max_outbox {
@@ -244,7 +252,7 @@ impl Shard {
             link.handle.outbox.push(packet);
         }
         for _ in 0..expired {
-            self.metrics.drop_message(DropReason::Expired.label());
+            self.discarded(DropReason::Expired, &slot.state.client_id);
         }
         let after = slot.state.queued_bytes;
         self.queued_total

@@ -189,15 +189,15 @@ impl PeerQueue {
     }
 
     /// Queues one delivery, joining the batch at the back of the queue if there is one.
-    /// Returns false, queuing nothing, for a QoS 0 delivery while the backlog is over
-    /// [`QOS0_BACKLOG_LIMIT`]; the caller counts the drop.
-    pub fn push_delivery(&self, client_id: ByteStr, delivery: Delivery) -> bool {
+    /// Refuses a QoS 0 delivery while the backlog is over [`QOS0_BACKLOG_LIMIT`], queuing
+    /// nothing and handing back the client it was for: the caller counts the drop.
+    pub fn push_delivery(&self, client_id: ByteStr, delivery: Delivery) -> Result<(), ByteStr> {
         if delivery.qos == protocol::QoS::AtMostOnce && self.deliveries.get() >= QOS0_BACKLOG_LIMIT
         {
-            return false;
+            return Err(client_id);
         }
         self.push(ShardMsg::Deliver(vec![(client_id, delivery)]));
-        true
+        Ok(())
     }
 
     /// Waits for the next message.
@@ -267,14 +267,18 @@ mod backlog_tests {
         let queue = Rc::new(PeerQueue::default());
         let mut dropped = 0;
         for _ in 0..(QOS0_BACKLOG_LIMIT + 10) {
-            if !queue.push_delivery(ByteStr::from("c"), delivery(QoS::AtMostOnce)) {
+            if let Err(client) = queue.push_delivery(ByteStr::from("c"), delivery(QoS::AtMostOnce))
+            {
+                assert_eq!(&*client, "c", "the refused delivery's client comes back");
                 dropped += 1;
             }
         }
         assert_eq!(dropped, 10);
         assert_eq!(queue.deliveries.get(), QOS0_BACKLOG_LIMIT);
         // QoS 1 is never dropped here; the publishers wait instead.
-        assert!(queue.push_delivery(ByteStr::from("c"), delivery(QoS::AtLeastOnce)));
+        assert!(queue
+            .push_delivery(ByteStr::from("c"), delivery(QoS::AtLeastOnce))
+            .is_ok());
         assert_eq!(
             queue.depth.get(),
             QOS0_BACKLOG_LIMIT.div_ceil(MAX_BATCH) + 1

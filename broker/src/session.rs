@@ -51,6 +51,11 @@ pub enum DropReason {
     TooLargeForClient,
     /// The ACL does not let the client read (when delivered) or write (when published) it.
     NotAuthorized,
+    /// The session it was routed to ended before it arrived (a clean session whose client
+    /// had just disconnected, reached across shards).
+    NoSession,
+    /// QoS 0 to a session on another shard while this shard's backlog towards it is full.
+    MeshBacklog,
 }
 
 impl DropReason {
@@ -65,6 +70,8 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::TooLargeForClient => "too_large_for_client",
             DropReason::NotAuthorized => "not_authorized",
+            DropReason::NoSession => "no_session",
+            DropReason::MeshBacklog => "mesh_backlog",
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::{
     outbox::{CloseRequest, ConnHandle, Control},
     persist::{record::Record, Persist, Ticket},
     security::Security,
-    session::SessionState,
+    session::{DropReason, SessionState},
     trie::{Matched, SubEntry, SubscriptionTable},
 };
 
@@ -717,8 +717,8 @@ impl Shard {
             };
             match self.peers.get(t.shard).and_then(|p| p.as_ref()) {
                 Some(peer) => {
-                    if !peer.push_delivery(t.client_id, delivery) {
-                        self.metrics.drop_message("mesh_backlog");
+                    if let Err(client_id) = peer.push_delivery(t.client_id, delivery) {
+                        self.dropped(DropReason::MeshBacklog.label(), &client_id);
                     }
                 }
                 None => self.deliver_local(&t.client_id, delivery, now),

@@ -326,3 +326,32 @@ fn a_live_message_is_not_dropped_for_room_a_retained_burst_took() {
     }
     assert_eq!(figures(&broker).dropped.get("queue_full"), None);
 }
+
+/// Drops the protocol expects (here QoS 0 to an offline session) are not warned about, but
+/// they are still counted against the client they were for, like every other drop.
+#[test]
+fn qos0_for_an_offline_session_is_counted_against_its_client() {
+    let broker = TestBroker::with(|_| {});
+    let port = broker.port();
+    let (mut sub, _) = connect(port, "away", true);
+    subscribe(&mut sub, "t", QoS::AtMostOnce);
+    disconnect(sub);
+    let (mut publisher, _) = connect(port, "pub", false);
+    for n in 0..3u16 {
+        publish(
+            &mut publisher,
+            n + 1,
+            "t",
+            &format!("m{n}"),
+            QoS::AtMostOnce,
+            false,
+        );
+    }
+    let total = figures(&broker);
+    assert_eq!(total.dropped.get("offline_qos0"), Some(&3));
+    assert!(
+        total.dropped_by_client.contains(&("away".to_string(), 3)),
+        "{:?}",
+        total.dropped_by_client
+    );
+}
