@@ -15,6 +15,18 @@ use std::{
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet};
 use tokio::sync::mpsc;
 
+/// Sends the broker's logs (info and up, or `RUST_LOG`) to the test's captured output, which
+/// the harness shows only for a test that fails: a rare failure brings its evidence.
+pub fn show_broker_logs_on_failure() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+}
+
 /// A broker running in this process for one test.
 pub struct TestBroker {
     pub handle: broker::BrokerHandle,
@@ -28,6 +40,7 @@ impl TestBroker {
 
     /// Two shards, with a hook to adjust the configuration.
     pub fn with(adjust: impl FnOnce(&mut broker::Config)) -> TestBroker {
+        show_broker_logs_on_failure();
         let mut config = broker::Config {
             archive: broker::config::ArchiveSettings {
                 enabled: false,
