@@ -81,6 +81,10 @@ pub enum ShardMsg {
         to: usize,
         /// Request id on `to`.
         req: u64,
+        /// The claim on the receiver that got the session before (0: a session recovered at
+        /// start, which no claim brought). While that claim is still in flight, the session
+        /// passes on once it lands.
+        after: u64,
     },
     /// Answer to a claim: the session, if one existed.
     ClaimResult {
@@ -97,6 +101,9 @@ pub enum ShardMsg {
         client_id: ByteStr,
         /// The shard where it ended.
         shard: usize,
+        /// The claim that brought it there (0: recovered at start): a later claim from the
+        /// same shard owns the id now, and this release must not undo it.
+        claim: u64,
     },
     /// Barrier: reply with `BarrierAck` once everything sent before it is applied (and with
     /// `durable`, once what applying it appended to the state log is durable).

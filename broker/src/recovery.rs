@@ -93,6 +93,8 @@ pub async fn recover(
                 link: None,
                 access,
                 persisted: true,
+                // No claim brought it: the owner shard learns of it by `Adopt`, as claim 0.
+                claim: 0,
             }),
         );
     }

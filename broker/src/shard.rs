@@ -63,6 +63,9 @@ pub struct SessionSlot {
     pub access: crate::security::ClientAccess,
     /// Its changes go to the state log (a persistent session while persistence is on).
     pub persisted: bool,
+    /// The claim of this shard that brought it here (0: recovered at start); the owner shard
+    /// knows the session by it.
+    pub claim: u64,
 }
 
 /// The mutable state of a shard.
@@ -78,14 +81,18 @@ pub struct ShardState {
     /// Bytes `retained` holds (as [`Message::weight`] counts them), bounded by
     /// `max_retained_bytes`.
     pub retained_bytes: usize,
-    /// For the client ids this shard arbitrates: which shard holds each one's session.
-    pub owners: HashMap<ByteStr, usize>,
+    /// For the client ids this shard arbitrates: which shard holds (or is about to hold) each
+    /// one's session, and by which claim of that shard (0: recovered at start). Claims for
+    /// one id are ordered here; each one's session comes from the claim before it.
+    pub owners: HashMap<ByteStr, (usize, u64)>,
     /// Sessions that left this shard recently, and where to (late deliveries follow them).
     pub moved_to: HashMap<ByteStr, usize>,
-    /// Client ids this shard is claiming right now.
-    pub claiming: HashMap<ByteStr, u32>,
-    /// Evictions that arrived while our own claim was still in flight.
-    pub evict_after_claim: HashMap<ByteStr, (usize, u64)>,
+    /// This shard's claims from their start until their connection has installed the session
+    /// (or a fresh one), by request id, with the eviction that arrived for it meanwhile: where
+    /// the session goes next (shard, request id there) once it is installed. Keyed by claim,
+    /// not client id: several connections with one id may be claiming here at once, and each
+    /// eviction is for one of them.
+    pub claims: HashMap<u64, Option<(usize, u64)>>,
     /// Live connections, for the keepalive sweep and shutdown.
     pub connections: HashMap<u64, Rc<ConnHandle>>,
     /// Wills waiting for their delay, by client id ([`crate::will`]).
@@ -348,16 +355,15 @@ impl Shard {
     /// Asks the owner of `client_id` for its session, wherever it is; closes the connection
     /// that held it. `None` when there was none; else the session and where it came from
     /// (to be told, [`Shard::forget_when_durable`], once its copy here is durable).
-    pub async fn claim_session(self: &Rc<Self>, client_id: &ByteStr) -> Option<Claimed> {
+    ///
+    /// Also returns the claim's request id: the caller installs the session (or a fresh one)
+    /// and then takes [`ShardState::claims`]' entry for it, which says where the session goes
+    /// next if another connection claimed it meanwhile.
+    pub async fn claim_session(self: &Rc<Self>, client_id: &ByteStr) -> (u64, Option<Claimed>) {
         let req = self.next_req();
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending_claims.borrow_mut().insert(req, tx);
-        *self
-            .state
-            .borrow_mut()
-            .claiming
-            .entry(client_id.clone())
-            .or_default() += 1;
+        self.state.borrow_mut().claims.insert(req, None);
         let owner = self.owner_of(client_id);
         self.send(
             owner,
@@ -375,14 +381,7 @@ impl Shard {
             })
             .flatten();
         self.pending_claims.borrow_mut().remove(&req);
-        let mut st = self.state.borrow_mut();
-        if let Some(n) = st.claiming.get_mut(client_id) {
-            *n -= 1;
-            if *n == 0 {
-                st.claiming.remove(client_id);
-            }
-        }
-        result
+        (req, result)
     }
 
     /// Handles one message from a peer (or from itself).
@@ -435,7 +434,7 @@ impl Shard {
                     .state
                     .borrow_mut()
                     .owners
-                    .insert(client_id.clone(), from);
+                    .insert(client_id.clone(), (from, req));
                 match prev {
                     None => self.send(
                         from,
@@ -445,17 +444,23 @@ impl Shard {
                             from: self.id,
                         },
                     ),
-                    Some(holder) => self.send(
+                    Some((holder, after)) => self.send(
                         holder,
                         ShardMsg::Evict {
                             client_id,
                             to: from,
                             req,
+                            after,
                         },
                     ),
                 }
             }
-            ShardMsg::Evict { client_id, to, req } => self.evict(client_id, to, req),
+            ShardMsg::Evict {
+                client_id,
+                to,
+                req,
+                after,
+            } => self.evict(client_id, to, req, after),
             ShardMsg::ClaimResult { req, session, from } => {
                 if let Some(tx) = self.pending_claims.borrow_mut().remove(&req) {
                     let _ = tx.try_send(session.map(|s| (s, Handoff { from, req })));
@@ -466,9 +471,13 @@ impl Shard {
                 from,
                 req,
             } => self.forget(client_id, from, req),
-            ShardMsg::Release { client_id, shard } => {
+            ShardMsg::Release {
+                client_id,
+                shard,
+                claim,
+            } => {
                 let mut st = self.state.borrow_mut();
-                if st.owners.get(&client_id) == Some(&shard) {
+                if st.owners.get(&client_id) == Some(&(shard, claim)) {
                     st.owners.remove(&client_id);
                 }
             }
@@ -531,12 +540,12 @@ impl Shard {
             let known = st
                 .owners
                 .get(&client_id)
-                .map(|&s| (s, st.adopted_stamps.get(&client_id).copied().unwrap_or(0)));
+                .map(|&(s, _)| (s, st.adopted_stamps.get(&client_id).copied().unwrap_or(0)));
             let (kept, discard) = match known {
                 Some(first) => newest_copy(first, (shard, stamp)),
                 None => ((shard, stamp), None),
             };
-            st.owners.insert(client_id.clone(), kept.0);
+            st.owners.insert(client_id.clone(), (kept.0, 0));
             st.adopted_stamps.insert(client_id.clone(), kept.1);
             discard
         };
@@ -549,7 +558,28 @@ impl Shard {
     /// Hands the session of `client_id` to shard `to`, closing its connection here. The client
     /// is back, so a Will its last connection here left is cancelled. A persistent session
     /// stays in this shard's log until its copy there is durable ([`crate::handoff`]).
-    fn evict(self: &Rc<Self>, client_id: ByteStr, to: usize, req: u64) {
+    fn evict(self: &Rc<Self>, client_id: ByteStr, to: usize, req: u64, after: u64) {
+        let mut st = self.state.borrow_mut();
+        if let Some(next) = st.claims.get_mut(&after) {
+            // The claim that gets the session before this one has not installed it yet: it
+            // passes the session on when it does.
+            if let Some((lost_to, lost_req)) = next.replace((to, req)) {
+                // Never expected (the owner sends one eviction per claim); answered rather
+                // than left waiting.
+                tracing::warn!(shard = self.id, client_id = %client_id, "second eviction for one claim");
+                drop(st);
+                self.send(
+                    lost_to,
+                    ShardMsg::ClaimResult {
+                        req: lost_req,
+                        session: None,
+                        from: self.id,
+                    },
+                );
+            }
+            return;
+        }
+        drop(st);
         crate::will::cancel(self, &client_id);
         let mut st = self.state.borrow_mut();
         if let Some(slot) = st.sessions.remove(&client_id) {
@@ -575,9 +605,6 @@ impl Shard {
                     from: self.id,
                 },
             );
-        } else if st.claiming.contains_key(&client_id) {
-            // Our own claim for this id is still in flight: pass the session on once it lands.
-            st.evict_after_claim.insert(client_id, (to, req));
         } else {
             drop(st);
             self.send(
@@ -731,6 +758,15 @@ impl Shard {
     pub fn end_session(self: &Rc<Self>, client_id: &ByteStr) {
         let slot = self.state.borrow_mut().sessions.remove(client_id);
         if let Some(slot) = slot {
+            let owner = self.owner_of(client_id);
+            self.send(
+                owner,
+                ShardMsg::Release {
+                    client_id: client_id.clone(),
+                    shard: self.id,
+                    claim: slot.claim,
+                },
+            );
             self.track_queued(slot.state.queued_bytes, false);
             if slot.persisted {
                 self.log(|| Record::SessionRemove {
@@ -745,14 +781,6 @@ impl Shard {
                 });
             }
         }
-        let owner = self.owner_of(client_id);
-        self.send(
-            owner,
-            ShardMsg::Release {
-                client_id: client_id.clone(),
-                shard: self.id,
-            },
-        );
     }
 
     /// Periodic work: keepalive timeouts, session and retained-message expiry, shutdown.

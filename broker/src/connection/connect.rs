@@ -105,7 +105,7 @@ impl Conn {
             limits.persistent_session_expiry
         };
 
-        let prior = self.shard.claim_session(&client_id).await;
+        let (claim, prior) = self.shard.claim_session(&client_id).await;
         let handoff = prior.as_ref().map(|(_, handoff)| *handoff);
         let prior_stamp = prior.as_ref().map_or(0, |(old, _)| old.stamp);
         let now = Instant::now();
@@ -179,9 +179,10 @@ impl Conn {
                     link: Some(link),
                     access: access.clone(),
                     persisted,
+                    claim,
                 }),
             );
-            st.evict_after_claim.remove(&client_id)
+            st.claims.remove(&claim).flatten()
         };
         self.shard.attached_again(&client_id, persisted);
         if let Some(handoff) = handoff {
@@ -232,7 +233,12 @@ impl Conn {
 
         if let Some((to, req)) = evict {
             // Another connection with this id arrived while we were claiming: it wins.
-            self.shard.handle(ShardMsg::Evict { client_id, to, req });
+            self.shard.handle(ShardMsg::Evict {
+                client_id,
+                to,
+                req,
+                after: claim,
+            });
         }
         Ok(())
     }
