@@ -78,6 +78,19 @@ impl Shard {
         }
         let mut st = self.state.borrow_mut();
         let Some(slot) = st.sessions.get_mut(client_id) else {
+            if st.claims.values().any(|c| c.client_id == *client_id) {
+                // The session is on its way here: the claim's connection takes this when it
+                // installs the session.
+                let limit = self.config.limits.max_queued_messages;
+                let held = st.held.entry(client_id.clone()).or_default();
+                if held.len() < limit {
+                    held.push(delivery);
+                } else {
+                    drop(st);
+                    self.dropped(DropReason::QueueFull.label(), client_id);
+                }
+                return;
+            }
             let moved = st.moved_to.get(client_id).copied();
             drop(st);
             match moved {

@@ -51,6 +51,16 @@ pub struct ConnLink {
     pub max_packet: u32,
 }
 
+/// One of this shard's claims, from its start until its connection installs the session.
+#[derive(Debug)]
+pub struct ClaimInFlight {
+    /// The client id claimed.
+    pub client_id: ByteStr,
+    /// An eviction that arrived for this claim meanwhile: where the session goes next
+    /// (shard, request id there) once it is installed.
+    pub evict: Option<(usize, u64)>,
+}
+
 /// A session held by this shard, with its connection if the client is online.
 #[derive(Debug)]
 pub struct SessionSlot {
@@ -92,7 +102,12 @@ pub struct ShardState {
     /// the session goes next (shard, request id there) once it is installed. Keyed by claim,
     /// not client id: several connections with one id may be claiming here at once, and each
     /// eviction is for one of them.
-    pub claims: HashMap<u64, Option<(usize, u64)>>,
+    pub claims: HashMap<u64, ClaimInFlight>,
+    /// Deliveries for client ids this shard is claiming, which arrived before the session
+    /// did (it is on its way here, and `moved_to` elsewhere may already point here): the
+    /// connection that installs the session takes them. Bounded per client by
+    /// `max_queued_messages`.
+    pub held: HashMap<ByteStr, Vec<Delivery>>,
     /// Live connections, for the keepalive sweep and shutdown.
     pub connections: HashMap<u64, Rc<ConnHandle>>,
     /// Wills waiting for their delay, by client id ([`crate::will`]).
@@ -363,7 +378,13 @@ impl Shard {
         let req = self.next_req();
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending_claims.borrow_mut().insert(req, tx);
-        self.state.borrow_mut().claims.insert(req, None);
+        self.state.borrow_mut().claims.insert(
+            req,
+            ClaimInFlight {
+                client_id: client_id.clone(),
+                evict: None,
+            },
+        );
         let owner = self.owner_of(client_id);
         self.send(
             owner,
@@ -563,7 +584,7 @@ impl Shard {
         if let Some(next) = st.claims.get_mut(&after) {
             // The claim that gets the session before this one has not installed it yet: it
             // passes the session on when it does.
-            if let Some((lost_to, lost_req)) = next.replace((to, req)) {
+            if let Some((lost_to, lost_req)) = next.evict.replace((to, req)) {
                 // Never expected (the owner sends one eviction per claim); answered rather
                 // than left waiting.
                 tracing::warn!(shard = self.id, client_id = %client_id, "second eviction for one claim");

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::{
     raw::Raw,
-    v5::{connect, disconnect},
+    v5::{ack, connect, disconnect, publish, subscribe, text},
     TestBroker,
 };
-use protocol::{Packet, Protocol};
+use protocol::{Packet, Protocol, QoS};
 
 /// Far below the 10 s a claim waits for an answer before it gives up.
 const PROMPT: Duration = Duration::from_secs(4);
@@ -60,6 +60,83 @@ fn a_burst_of_connections_with_one_client_id_is_answered_promptly() {
         assert!(
             started.elapsed() < PROMPT,
             "round {round}: the last one waited"
+        );
+        disconnect(last);
+    }
+}
+
+/// Takeover storms lose nothing: while a publisher sends QoS 1 messages to a persistent
+/// session, its client id is claimed again and again on both shards by connections that
+/// never read (each is taken over with messages in flight, or vanishes). The connection that
+/// finally stays gets every message (QoS 1: at least once), with persistence on or off.
+#[test]
+fn a_takeover_storm_loses_no_qos1_message_of_a_persistent_session() {
+    for persistence in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        let broker = TestBroker::with(move |c| {
+            c.persistence.enabled = persistence;
+            c.persistence.dir = data;
+        });
+        let port = broker.port();
+        let (mut sub, _) = connect(port, "storm-sub", true);
+        subscribe(&mut sub, "storm/t", QoS::AtLeastOnce);
+        disconnect(sub);
+
+        const N: u16 = 300;
+        let publisher = std::thread::spawn(move || {
+            let (mut publisher, _) = connect(port, "storm-pub", false);
+            for n in 0..N {
+                publish(
+                    &mut publisher,
+                    n + 1,
+                    "storm/t",
+                    &format!("m{n}"),
+                    QoS::AtLeastOnce,
+                    false,
+                );
+            }
+            disconnect(publisher);
+        });
+        let mut bursts = 0;
+        while !publisher.is_finished() || bursts < 5 {
+            let mut kept = Vec::new();
+            for i in 0..4 {
+                let mut raw = Raw::open(port, Protocol::V5);
+                let mut connect = Raw::connect_packet(Protocol::V5, "storm-sub", 60, None);
+                if let Packet::Connect(c) = &mut connect {
+                    c.clean_start = false;
+                    c.properties.session_expiry_interval = Some(600);
+                }
+                raw.send(&connect);
+                if i % 2 == 1 {
+                    kept.push(raw); // connected, receives, never acknowledges
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            drop(kept);
+            bursts += 1;
+        }
+        publisher.join().unwrap();
+
+        let (mut last, present) = connect(port, "storm-sub", true);
+        assert!(
+            present,
+            "persistence {persistence}: the session did not survive the storm"
+        );
+        let mut got = std::collections::BTreeSet::new();
+        while let Some(packet) = last.recv_within(Duration::from_secs(1)) {
+            if let Packet::Publish(p) = packet {
+                got.insert(text(&p));
+                last.send(&Packet::PubAck(ack(p.pkid)));
+            }
+        }
+        let missing: Vec<u16> = (0..N).filter(|n| !got.contains(&format!("m{n}"))).collect();
+        assert!(
+            missing.is_empty(),
+            "persistence {persistence}, {bursts} bursts: {} messages lost, first {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
         );
         disconnect(last);
     }

@@ -169,7 +169,7 @@ impl Conn {
             })
             .flatten();
         self.shard.track_queued(state.queued_bytes, true);
-        let evict = {
+        let (evict, held) = {
             let mut st = self.shard.state.borrow_mut();
             st.moved_to.remove(&client_id);
             st.sessions.insert(
@@ -182,7 +182,8 @@ impl Conn {
                     claim,
                 }),
             );
-            st.claims.remove(&claim).flatten()
+            let evict = st.claims.remove(&claim).and_then(|c| c.evict);
+            (evict, st.held.remove(&client_id).unwrap_or_default())
         };
         self.shard.attached_again(&client_id, persisted);
         if let Some(handoff) = handoff {
@@ -230,6 +231,18 @@ impl Conn {
             }
             self.shard.pump(slot, now);
         });
+
+        // Messages routed to the session while it was on its way here: a resumed session takes
+        // them after what it brought; a fresh one was not subscribed to anything.
+        let now = Instant::now();
+        for delivery in held {
+            if present {
+                self.shard.deliver_local(&client_id, delivery, now);
+            } else {
+                self.shard
+                    .discarded(crate::session::DropReason::NoSession, &client_id);
+            }
+        }
 
         if let Some((to, req)) = evict {
             // Another connection with this id arrived while we were claiming: it wins.
