@@ -566,10 +566,12 @@ def run(work):
 
 
 def rss_bounded(samples, dur):
-    """Early vs late window max RSS: the first full window after warm-up against the last one."""
+    """Early vs late window max RSS under load: the first full window after warm-up against the
+    last one. The sample taken once the load has ended (2000 vehicles disconnecting at once,
+    a transient of its own) is not part of either."""
     w = min(60.0, dur / 4)
     early = [s["rss_mb"] for s in samples if w <= s["t"] < 2 * w + 1]
-    late = [s["rss_mb"] for s in samples if s["t"] >= dur - w]
+    late = [s["rss_mb"] for s in samples if dur - w <= s["t"] <= dur]
     if not early or not late:
         return None, None, None, w
     e, l = max(early), max(late)
