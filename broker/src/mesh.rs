@@ -245,26 +245,8 @@ impl Future for NextMsg {
 #[cfg(test)]
 mod backlog_tests {
     use super::*;
-    use crate::message::Message;
+    use crate::session::tests::delivery;
     use protocol::QoS;
-
-    fn delivery(qos: QoS) -> Delivery {
-        Delivery {
-            message: Message {
-                topic: ByteStr::from("flood/x"),
-                payload: bytes::Bytes::from_static(b"p"),
-                qos,
-                retain: false,
-                properties: None,
-                expires_at: None,
-                publisher: None,
-            },
-            qos,
-            retain: false,
-            subscription_ids: Vec::new(),
-            seq: 0,
-        }
-    }
 
     /// Regression: a flood towards a slower shard grew one unbounded queue (1 GB in a minute)
     /// and one giant batch; QoS 0 is now dropped past the limit, batches stay small, and the

@@ -56,6 +56,9 @@ pub enum DropReason {
     NoSession,
     /// QoS 0 to a session on another shard while this shard's backlog towards it is full.
     MeshBacklog,
+    /// Owed by a session handed over after its new connection had stopped waiting for it
+    /// (the claim timed out, so the client was told it has a fresh session).
+    ClaimTimeout,
 }
 
 impl DropReason {
@@ -72,6 +75,7 @@ impl DropReason {
             DropReason::NotAuthorized => "not_authorized",
             DropReason::NoSession => "no_session",
             DropReason::MeshBacklog => "mesh_backlog",
+            DropReason::ClaimTimeout => "claim_timeout",
         }
     }
 }
@@ -286,12 +290,13 @@ impl SessionState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::message::Message;
     use bytes::Bytes;
 
-    fn delivery(qos: QoS) -> Delivery {
+    /// A delivery of a one-byte message on topic `t`.
+    pub(crate) fn delivery(qos: QoS) -> Delivery {
         Delivery {
             message: Message {
                 topic: "t".into(),

@@ -483,8 +483,13 @@ impl Shard {
                 after,
             } => self.evict(client_id, to, req, after),
             ShardMsg::ClaimResult { req, session, from } => {
-                if let Some(tx) = self.pending_claims.borrow_mut().remove(&req) {
-                    let _ = tx.try_send(session.map(|s| (s, Handoff { from, req })));
+                let waiting = self.pending_claims.borrow_mut().remove(&req);
+                match (waiting, session) {
+                    (Some(tx), session) => {
+                        let _ = tx.try_send(session.map(|s| (s, Handoff { from, req })));
+                    }
+                    (None, Some(late)) => self.claim_answered_too_late(&late, from),
+                    (None, None) => {}
                 }
             }
             ShardMsg::Forget {
@@ -549,6 +554,23 @@ impl Shard {
                     }
                 }
             }
+        }
+    }
+
+    /// A session handed over after the claim that asked for it gave up waiting (10 s): the
+    /// connection has started a fresh session and told its client so, and what this one still
+    /// owed is lost. Never silently: counted against the client and warned about.
+    fn claim_answered_too_late(&self, session: &SessionState, from: usize) {
+        let owed = session.queue.len() + session.inflight.len();
+        tracing::warn!(
+            shard = self.id,
+            client_id = %session.client_id,
+            from,
+            owed,
+            "a session arrived after its claim gave up waiting; the messages it owed are dropped"
+        );
+        for _ in 0..owed {
+            self.discarded(DropReason::ClaimTimeout, &session.client_id);
         }
     }
 
@@ -919,5 +941,50 @@ impl Shard {
             .iter()
             .map(|m| m.lock().map(|s| s.clone()).unwrap_or_default())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{atomic::AtomicBool, Arc};
+
+    use protocol::QoS;
+
+    use super::*;
+    use crate::session::tests::delivery;
+
+    /// A claim that timed out has told its client the session is fresh; a session handed over
+    /// after that is not resumed, and what it owed is counted against its client, not lost
+    /// without a trace.
+    #[test]
+    fn a_session_arriving_after_its_claim_gave_up_is_counted_as_dropped() {
+        let shard = Rc::new(Shard::new(
+            0,
+            1,
+            Arc::new(Config::default()),
+            vec![None],
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(vec![]),
+            None,
+        ));
+        let mut late = SessionState::new("late".into(), 600);
+        for _ in 0..3 {
+            late.enqueue(delivery(QoS::AtLeastOnce), 10, 1 << 20)
+                .unwrap();
+        }
+        shard.handle(ShardMsg::ClaimResult {
+            req: 42,
+            session: Some(Box::new(late)),
+            from: 0,
+        });
+        assert_eq!(
+            shard.metrics.dropped.borrow().get("claim_timeout"),
+            Some(&3)
+        );
+        assert_eq!(
+            shard.metrics.dropped_by_client.borrow().get("late"),
+            Some(&3)
+        );
+        assert!(shard.state.borrow().sessions.is_empty());
     }
 }
