@@ -488,7 +488,9 @@ impl Shard {
                     (Some(tx), session) => {
                         let _ = tx.try_send(session.map(|s| (s, Handoff { from, req })));
                     }
-                    (None, Some(late)) => self.claim_answered_too_late(&late, from),
+                    (None, Some(late)) => {
+                        self.claim_answered_too_late(&late, Handoff { from, req })
+                    }
                     (None, None) => {}
                 }
             }
@@ -559,13 +561,15 @@ impl Shard {
 
     /// A session handed over after the claim that asked for it gave up waiting (10 s): the
     /// connection has started a fresh session and told its client so, and what this one still
-    /// owed is lost. Never silently: counted against the client and warned about.
-    fn claim_answered_too_late(&self, session: &SessionState, from: usize) {
+    /// owed is lost. Never silently: counted against the client and warned about. The shard it
+    /// came from is told to forget its logged copy, which a restart would otherwise bring back.
+    fn claim_answered_too_late(self: &Rc<Self>, session: &SessionState, handoff: Handoff) {
         let owed = session.queue.len() + session.inflight.len();
+        self.forget_when_durable(session.client_id.clone(), handoff, None);
         tracing::warn!(
             shard = self.id,
             client_id = %session.client_id,
-            from,
+            from = handoff.from,
             owed,
             "a session arrived after its claim gave up waiting; the messages it owed are dropped"
         );
