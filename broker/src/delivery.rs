@@ -91,7 +91,7 @@ impl Shard {
                 }
                 return;
             }
-            let moved = st.moved_to.get(client_id).copied();
+            let moved = st.moved_to.get(client_id).map(|&(to, _)| to);
             drop(st);
             match moved {
                 Some(to) => self.send(to, ShardMsg::Deliver(vec![(client_id.clone(), delivery)])),

@@ -36,6 +36,11 @@ use crate::{
 /// answer in microseconds unless they are shutting down.
 const PEER_ANSWER_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long a shard remembers where a session it handed over went, to forward the deliveries
+/// still routed to it. Far longer than a move takes to reach every replica; without a limit
+/// the map would keep an entry for every client id that ever moved away.
+pub const MOVED_TO_KEPT: Duration = Duration::from_secs(60);
+
 /// The live connection attached to a session.
 #[derive(Debug, Clone)]
 pub struct ConnLink {
@@ -96,7 +101,9 @@ pub struct ShardState {
     /// one id are ordered here; each one's session comes from the claim before it.
     pub owners: HashMap<ByteStr, (usize, u64)>,
     /// Sessions that left this shard recently, and where to (late deliveries follow them).
-    pub moved_to: HashMap<ByteStr, usize>,
+    /// Forgotten [`MOVED_TO_KEPT`] after the move: by then every replica routes to the new
+    /// shard (its `SubRelocate` went out when the session arrived there).
+    pub moved_to: HashMap<ByteStr, (usize, Instant)>,
     /// This shard's claims from their start until their connection has installed the session
     /// (or a fresh one), by request id, with the eviction that arrived for it meanwhile: where
     /// the session goes next (shard, request id there) once it is installed. Keyed by claim,
@@ -641,7 +648,7 @@ impl Shard {
                     .insert(client_id.clone(), HandedOff { to, req, image });
             }
             if to != self.id {
-                st.moved_to.insert(client_id, to);
+                st.moved_to.insert(client_id, (to, Instant::now()));
             }
             drop(st);
             self.send(
@@ -857,6 +864,8 @@ impl Shard {
                 keep
             });
             st.retained_bytes = st.retained_bytes.saturating_sub(freed);
+            st.moved_to
+                .retain(|_, &mut (_, since)| now.saturating_duration_since(since) < MOVED_TO_KEPT);
         }
         for id in expired_sessions {
             tracing::debug!(shard = self.id, client_id = %id, "session expired");
@@ -957,12 +966,8 @@ mod tests {
     use super::*;
     use crate::session::tests::delivery;
 
-    /// A claim that timed out has told its client the session is fresh; a session handed over
-    /// after that is not resumed, and what it owed is counted against its client, not lost
-    /// without a trace.
-    #[test]
-    fn a_session_arriving_after_its_claim_gave_up_is_counted_as_dropped() {
-        let shard = Rc::new(Shard::new(
+    fn test_shard() -> Rc<Shard> {
+        Rc::new(Shard::new(
             0,
             1,
             Arc::new(Config::default()),
@@ -970,7 +975,35 @@ mod tests {
             Arc::new(AtomicBool::new(false)),
             Arc::new(vec![]),
             None,
-        ));
+        ))
+    }
+
+    /// Where a session went is remembered long enough to forward what was routed to it, and
+    /// then forgotten: the map does not keep every client id that ever moved away.
+    #[test]
+    fn the_sweep_forgets_where_sessions_went_once_no_delivery_can_follow() {
+        let shard = test_shard();
+        let now = Instant::now();
+        let long_ago = now
+            .checked_sub(MOVED_TO_KEPT + Duration::from_secs(1))
+            .unwrap();
+        {
+            let mut st = shard.state.borrow_mut();
+            st.moved_to.insert("old".into(), (1, long_ago));
+            st.moved_to.insert("recent".into(), (1, now));
+        }
+        shard.sweep();
+        let st = shard.state.borrow();
+        assert!(!st.moved_to.contains_key("old"));
+        assert!(st.moved_to.contains_key("recent"));
+    }
+
+    /// A claim that timed out has told its client the session is fresh; a session handed over
+    /// after that is not resumed, and what it owed is counted against its client, not lost
+    /// without a trace.
+    #[test]
+    fn a_session_arriving_after_its_claim_gave_up_is_counted_as_dropped() {
+        let shard = test_shard();
         let mut late = SessionState::new("late".into(), 600);
         for _ in 0..3 {
             late.enqueue(delivery(QoS::AtLeastOnce), 10, 1 << 20)

@@ -8,8 +8,20 @@ use std::{fmt, ops::Deref};
 /// Topic names are read on every PUBLISH and fanned out to many subscribers; keeping them as a
 /// slice of the received frame means decoding a PUBLISH allocates nothing and cloning a topic is a
 /// reference-count increment.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteStr(Bytes);
+
+/// Hashes as the `str` it is: `ByteStr` lends itself out as `&str` ([`Borrow`]), so a map keyed
+/// by `ByteStr` is searched with a `&str`, and both must hash alike. (Deriving it hashed the
+/// bytes as a `[u8]`, with a length prefix `str` does not write, and such lookups found
+/// nothing.)
+///
+/// [`Borrow`]: std::borrow::Borrow
+impl std::hash::Hash for ByteStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 impl ByteStr {
     /// Wraps `bytes` if they are valid UTF-8.
@@ -96,5 +108,23 @@ impl fmt::Display for ByteStr {
 impl std::borrow::Borrow<str> for ByteStr {
     fn borrow(&self) -> &str {
         self.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::ByteStr;
+
+    #[test]
+    fn a_map_keyed_by_bytestr_is_searched_with_a_str() {
+        let mut map = HashMap::new();
+        map.insert(ByteStr::from("fleet/truck-1/gps"), 1);
+        assert_eq!(map.get("fleet/truck-1/gps"), Some(&1));
+        assert!(map.contains_key("fleet/truck-1/gps"));
+        let set: HashSet<ByteStr> = [ByteStr::from("a")].into_iter().collect();
+        assert!(set.contains("a"));
+        assert!(!set.contains("b"));
     }
 }
