@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{
     raw::Raw,
-    v5::{connect, disconnect, drain, publish, subscribe, text, WAIT},
+    v5::{
+        connect, disconnect, drain, publish, publish_numbered, subscribe, subscribed_offline, text,
+        WAIT,
+    },
     TestBroker,
 };
 use protocol::{ByteStr, Packet, Properties, Protocol, Publish, QoS, ReasonCode};
@@ -107,20 +110,9 @@ fn offline_overflow(
         c.limits.queue_full_policy = policy;
     });
     let port = broker.port();
-    let (mut sub, _) = connect(port, "sub", true);
-    subscribe(&mut sub, "t", QoS::AtLeastOnce);
-    disconnect(sub);
+    subscribed_offline(port, "sub", "t", QoS::AtLeastOnce);
     let (mut publisher, _) = connect(port, "pub", false);
-    for n in 0..10u16 {
-        publish(
-            &mut publisher,
-            n + 1,
-            "t",
-            &format!("m{n}"),
-            QoS::AtLeastOnce,
-            false,
-        );
-    }
+    publish_numbered(&mut publisher, "t", 10, QoS::AtLeastOnce);
     let (mut sub, present) = connect(port, "sub", true);
     assert!(present);
     let got = drain(&mut sub, Duration::from_millis(300))
@@ -162,16 +154,7 @@ fn full_queue_disconnects_the_client_under_the_disconnect_policy_and_keeps_its_s
     assert!(matches!(sub.recv(WAIT), Some(Packet::ConnAck(_))));
     subscribe(&mut sub, "t", QoS::AtLeastOnce);
     let (mut publisher, _) = connect(port, "pub", false);
-    for n in 0..5u16 {
-        publish(
-            &mut publisher,
-            n + 1,
-            "t",
-            &format!("m{n}"),
-            QoS::AtLeastOnce,
-            false,
-        );
-    }
+    publish_numbered(&mut publisher, "t", 5, QoS::AtLeastOnce);
     // m0 in flight (never acknowledged), m1..m3 queued, m4 over the bound: disconnected.
     let seen = sub.until_closed(WAIT);
     assert!(
@@ -352,20 +335,9 @@ fn a_live_message_is_not_dropped_for_room_a_retained_burst_took() {
 fn qos0_for_an_offline_session_is_counted_against_its_client() {
     let broker = TestBroker::with(|_| {});
     let port = broker.port();
-    let (mut sub, _) = connect(port, "away", true);
-    subscribe(&mut sub, "t", QoS::AtMostOnce);
-    disconnect(sub);
+    subscribed_offline(port, "away", "t", QoS::AtMostOnce);
     let (mut publisher, _) = connect(port, "pub", false);
-    for n in 0..3u16 {
-        publish(
-            &mut publisher,
-            n + 1,
-            "t",
-            &format!("m{n}"),
-            QoS::AtMostOnce,
-            false,
-        );
-    }
+    publish_numbered(&mut publisher, "t", 3, QoS::AtMostOnce);
     let total = figures(&broker);
     assert_eq!(total.dropped.get("offline_qos0"), Some(&3));
     assert!(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     raw::Raw,
-    v5::{ack, connect, disconnect, publish, subscribe, text},
+    v5::{ack, connect, disconnect, publish_numbered, subscribed_offline, text},
     TestBroker,
 };
 use protocol::{Packet, Protocol, QoS};
@@ -79,23 +79,12 @@ fn a_takeover_storm_loses_no_qos1_message_of_a_persistent_session() {
             c.persistence.dir = data;
         });
         let port = broker.port();
-        let (mut sub, _) = connect(port, "storm-sub", true);
-        subscribe(&mut sub, "storm/t", QoS::AtLeastOnce);
-        disconnect(sub);
+        subscribed_offline(port, "storm-sub", "storm/t", QoS::AtLeastOnce);
 
         const N: u16 = 300;
         let publisher = std::thread::spawn(move || {
             let (mut publisher, _) = connect(port, "storm-pub", false);
-            for n in 0..N {
-                publish(
-                    &mut publisher,
-                    n + 1,
-                    "storm/t",
-                    &format!("m{n}"),
-                    QoS::AtLeastOnce,
-                    false,
-                );
-            }
+            publish_numbered(&mut publisher, "storm/t", N, QoS::AtLeastOnce);
             disconnect(publisher);
         });
         let mut bursts = 0;

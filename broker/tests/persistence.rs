@@ -11,7 +11,10 @@ use std::{path::Path, time::Duration};
 
 use bytes::Bytes;
 use common::{
-    v5::{ack, connect, disconnect, drain, publish, publish_with, subscribe, text, WAIT},
+    v5::{
+        ack, connect, disconnect, drain, publish, publish_numbered, publish_with, subscribe,
+        subscribed_offline, text, WAIT,
+    },
     TestBroker,
 };
 use protocol::{ByteStr, Packet, Properties, Publish, QoS};
@@ -252,20 +255,9 @@ fn a_torn_log_tail_is_cut_off_and_reported_and_state_before_it_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path(), |_| {});
     let port = broker.port();
-    let (mut sub, _) = connect(port, "sub", true);
-    subscribe(&mut sub, "t/#", QoS::AtLeastOnce);
-    disconnect(sub);
+    subscribed_offline(port, "sub", "t/#", QoS::AtLeastOnce);
     let (mut publisher, _) = connect(port, "pub", false);
-    for i in 0..5u16 {
-        publish(
-            &mut publisher,
-            i + 1,
-            "t/x",
-            &format!("m{i}"),
-            QoS::AtLeastOnce,
-            false,
-        );
-    }
+    publish_numbered(&mut publisher, "t/x", 5, QoS::AtLeastOnce);
     disconnect(publisher);
     stop(broker);
     for log in newest_logs(dir.path()) {
@@ -303,9 +295,7 @@ fn state_stays_exact_across_many_snapshots_while_traffic_flows() {
     // One subscriber online, acknowledging everything; one offline, owed everything.
     let (mut online, _) = connect(port, "online", true);
     subscribe(&mut online, "t/#", QoS::AtLeastOnce);
-    let (mut offline, _) = connect(port, "offline", true);
-    subscribe(&mut offline, "t/#", QoS::AtLeastOnce);
-    disconnect(offline);
+    subscribed_offline(port, "offline", "t/#", QoS::AtLeastOnce);
     let (mut publisher, _) = connect(port, "pub", false);
     for n in 0..300u16 {
         publish(
@@ -467,20 +457,9 @@ fn batch_and_periodic_fsync_keep_everything_across_a_clean_stop() {
         let dir = tempfile::tempdir().unwrap();
         let with_policy = |c: &mut broker::Config| c.persistence.fsync = policy;
         let broker = start(dir.path(), with_policy);
-        let (mut sub, _) = connect(broker.port(), "sub", true);
-        subscribe(&mut sub, "t", QoS::ExactlyOnce);
-        disconnect(sub);
+        subscribed_offline(broker.port(), "sub", "t", QoS::ExactlyOnce);
         let (mut publisher, _) = connect(broker.port(), "pub", false);
-        for n in 0..20u16 {
-            publish(
-                &mut publisher,
-                n + 1,
-                "t",
-                &format!("m{n}"),
-                QoS::ExactlyOnce,
-                false,
-            );
-        }
+        publish_numbered(&mut publisher, "t", 20, QoS::ExactlyOnce);
         disconnect(publisher);
         stop(broker);
         let broker = start(dir.path(), with_policy);

@@ -13,7 +13,7 @@ use crate::{
     mesh::ShardMsg,
     persist::Record,
     security::{ClientAccess, Credentials},
-    session::SessionState,
+    session::{DropReason, SessionState},
     shard::{ConnLink, SessionSlot},
 };
 
@@ -239,8 +239,7 @@ impl Conn {
             if present {
                 self.shard.deliver_local(&client_id, delivery, now);
             } else {
-                self.shard
-                    .discarded(crate::session::DropReason::NoSession, &client_id);
+                self.shard.discarded(DropReason::NoSession, &client_id);
             }
         }
 

@@ -111,6 +111,21 @@ pub fn publish_with(
     }
 }
 
+/// Publishes `count` messages "m0", "m1", ... to `topic` at `qos` (packet ids from 1), each
+/// exchange completed.
+pub fn publish_numbered(raw: &mut Raw, topic: &str, count: u16, qos: QoS) {
+    for n in 0..count {
+        publish(raw, n + 1, topic, &format!("m{n}"), qos, false);
+    }
+}
+
+/// Leaves a lasting session for `id` subscribed to `filter` at `qos`, its client gone.
+pub fn subscribed_offline(port: u16, id: &str, filter: &str, qos: QoS) {
+    let (mut sub, _) = connect(port, id, true);
+    subscribe(&mut sub, filter, qos);
+    disconnect(sub);
+}
+
 /// Receives PUBLISH packets until `quiet` passes without one (acknowledging none).
 pub fn drain(raw: &mut Raw, quiet: Duration) -> Vec<Publish> {
     let mut out = Vec::new();
