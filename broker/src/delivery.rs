@@ -101,8 +101,7 @@ impl Shard {
         };
         if !slot
             .access
-            .rules(&self.security)
-            .can_read(&delivery.message.topic)
+            .can_read(&self.security, &delivery.message.topic)
         {
             // mosquitto's rule: read access is checked per message at delivery, so a filter
             // allowed as a whole never carries a topic the ACL denies (retained ones too).

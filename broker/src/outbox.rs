@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use protocol::{Packet, ReasonCode};
+use protocol::{Packet, Protocol, ReasonCode};
 
 /// What the rest of the shard holds of one connection: its reader, its writer, its session
 /// slot and the keepalive sweep share one allocation (one `Rc` instead of one per part: an idle
@@ -42,15 +42,49 @@ impl ConnHandle {
     }
 }
 
-/// Packets waiting to be written to one client, drained in batches by its writer task.
+/// How a connection's packets are written: fixed by CONNECT, before the first packet is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    /// The protocol version the client speaks.
+    pub protocol: Protocol,
+    /// The client's Topic Alias Maximum (5.0; 0: no aliases).
+    pub topic_alias_maximum: u16,
+}
+
+/// Packets waiting to be written to one client, drained in batches by its writer.
 #[derive(Debug, Default)]
 pub struct Outbox {
     queue: RefCell<VecDeque<Packet>>,
     waker: RefCell<Option<Waker>>,
     closed: Cell<bool>,
+    /// Set when CONNECT is accepted (or refused with a CONNACK): the writer writes nothing
+    /// before.
+    encoding: Cell<Option<Encoding>>,
+    /// Set when the writer has written what it will ever write and closed the socket.
+    writer_finished: Cell<bool>,
 }
 
 impl Outbox {
+    /// Starts the writer: packets queued from now on are written with `encoding`.
+    pub fn start(&self, encoding: Encoding) {
+        self.encoding.set(Some(encoding));
+    }
+
+    /// How packets are written, once started.
+    pub fn encoding(&self) -> Option<Encoding> {
+        self.encoding.get()
+    }
+
+    /// Called by the writer when it has ended.
+    pub fn set_writer_finished(&self) {
+        self.writer_finished.set(true);
+    }
+
+    /// True once the writer has ended.
+    pub fn writer_finished(&self) -> bool {
+        self.writer_finished.get()
+    }
+
     /// Queues a packet and wakes the writer. Ignored once closed.
     pub fn push(&self, packet: Packet) {
         if self.closed.get() {
@@ -87,38 +121,31 @@ impl Outbox {
         }
     }
 
-    /// Waits for packets and moves all of them into `batch`; returns false when the outbox is
-    /// closed and empty.
-    pub fn drain_into<'a>(&'a self, batch: &'a mut Vec<Packet>) -> Drain<'a> {
-        Drain {
-            outbox: self,
-            batch,
-        }
+    /// Waits for packets and takes all of them, queue buffer and all (a burst's capacity must
+    /// not stay allocated on a connection that goes quiet afterwards); `None` when the outbox
+    /// is closed and empty.
+    pub fn take_batch(&self) -> TakeBatch<'_> {
+        TakeBatch { outbox: self }
     }
 }
 
-/// Future of [`Outbox::drain_into`].
-pub struct Drain<'a> {
+/// Future of [`Outbox::take_batch`].
+pub struct TakeBatch<'a> {
     outbox: &'a Outbox,
-    batch: &'a mut Vec<Packet>,
 }
 
-impl Future for Drain<'_> {
-    type Output = bool;
+impl Future for TakeBatch<'_> {
+    type Output = Option<VecDeque<Packet>>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        let this = self.get_mut();
-        let mut queue = this.outbox.queue.borrow_mut();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut queue = self.outbox.queue.borrow_mut();
         if !queue.is_empty() {
-            // Take the queue's buffer along: a burst's capacity must not stay allocated on a
-            // connection that goes quiet afterwards.
-            this.batch.extend(std::mem::take(&mut *queue));
-            return Poll::Ready(true);
+            return Poll::Ready(Some(std::mem::take(&mut *queue)));
         }
-        if this.outbox.closed.get() {
-            return Poll::Ready(false);
+        if self.outbox.closed.get() {
+            return Poll::Ready(None);
         }
-        *this.outbox.waker.borrow_mut() = Some(cx.waker().clone());
+        *self.outbox.waker.borrow_mut() = Some(cx.waker().clone());
         Poll::Pending
     }
 }

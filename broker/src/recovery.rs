@@ -83,7 +83,12 @@ pub async fn recover(
             Some(user) => Identity::User(user.to_string()),
             None => Identity::Anonymous,
         };
-        let access = ClientAccess::new(&policy, security.generation(), identity, &client_id);
+        let access = Rc::new(ClientAccess::new(
+            &policy,
+            security.generation(),
+            identity,
+            client_id.clone(),
+        ));
         shard.track_queued(session.queued_bytes, true);
         ids.push((client_id.clone(), session.stamp));
         shard.state.borrow_mut().sessions.insert(

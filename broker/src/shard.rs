@@ -75,7 +75,7 @@ pub struct SessionSlot {
     pub link: Option<ConnLink>,
     /// What the client may read: checked for every message delivered to it, retained ones
     /// included.
-    pub access: crate::security::ClientAccess,
+    pub access: Rc<crate::security::ClientAccess>,
     /// Its changes go to the state log (a persistent session while persistence is on).
     pub persisted: bool,
     /// The claim of this shard that brought it here (0: recovered at start); the owner shard

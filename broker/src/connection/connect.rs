@@ -1,11 +1,11 @@
 //! CONNECT: checks, session claim (takeover across shards), CONNACK and redelivery.
 
 use std::{
+    rc::Rc,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
-use futures_lite::AsyncWrite;
 use protocol::{ByteStr, ConnAck, Connect, Packet, Properties, Protocol, PubAck, ReasonCode};
 
 use super::{Conn, Ending};
@@ -22,11 +22,7 @@ static ASSIGNED_IDS: AtomicU64 = AtomicU64::new(1);
 
 impl Conn {
     /// Accepts or refuses CONNECT. On success the session is attached and CONNACK queued.
-    pub(super) async fn connect<W: AsyncWrite + Unpin + 'static>(
-        &mut self,
-        connect: Connect,
-        writer: W,
-    ) -> Result<(), Ending> {
+    pub(super) async fn connect(&mut self, connect: Connect) -> Result<(), Ending> {
         self.protocol = connect.protocol;
         let v5 = self.protocol.is_v5();
         let limits = self.shard.config.limits.clone();
@@ -35,7 +31,7 @@ impl Conn {
         } else {
             0
         };
-        self.start_writer(writer, alias_max);
+        self.start_writer(alias_max);
 
         if v5 && connect.properties.authentication_method.is_some() {
             return Err(self.refuse(
@@ -83,7 +79,12 @@ impl Conn {
             };
             return Err(self.refuse_quietly(reason, "not authorized"));
         };
-        let access = ClientAccess::new(&policy, generation, identity, &client_id);
+        let access = Rc::new(ClientAccess::new(
+            &policy,
+            generation,
+            identity,
+            client_id.clone(),
+        ));
         drop(policy);
 
         let mut keep_alive = connect.keep_alive;

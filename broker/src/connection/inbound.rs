@@ -184,7 +184,7 @@ impl Conn {
             ));
         }
         if publish.topic.is_empty() {
-            match self.inbound_aliases.get(&alias) {
+            match self.inbound_aliases.as_ref().and_then(|a| a.get(&alias)) {
                 Some(topic) => publish.topic = topic.clone(),
                 None => {
                     return Err(Ending::violation(
@@ -194,7 +194,9 @@ impl Conn {
                 }
             }
         } else {
-            self.inbound_aliases.insert(alias, publish.topic.clone());
+            self.inbound_aliases
+                .get_or_insert_with(Box::default)
+                .insert(alias, publish.topic.clone());
         }
         Ok(())
     }

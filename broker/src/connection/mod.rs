@@ -1,19 +1,22 @@
 //! One client connection: the MQTT state machine, generic over the byte stream so TCP, TLS and
 //! WebSocket all feed the same code.
 //!
-//! Each connection runs as two tasks on the shard that accepted it: this reader, which decodes
-//! packets and acts on them, and a writer ([`writer`]) that drains the connection's outbox. The
-//! reader waits on its socket and on its [`Control`] at once, so the keepalive sweep, a takeover
-//! or shutdown can end it without touching the socket.
+//! Each connection is one task on the shard that accepted it, in two parts polled side by side:
+//! this reader, which decodes packets and acts on them, and a writer ([`writer`]) that drains
+//! the connection's outbox. They share the stream ([`shared_stream`]). The reader waits on its
+//! socket and on its [`Control`] at once, so the keepalive sweep, a takeover or shutdown can
+//! end it without touching the socket.
 
 mod connect;
 mod inbound;
+mod shared_stream;
 mod subscribe;
 mod writer;
 
 use std::{
     cell::RefCell,
     collections::HashMap,
+    future::Future,
     net::SocketAddr,
     pin::Pin,
     rc::Rc,
@@ -22,13 +25,15 @@ use std::{
 };
 
 use bytes::BytesMut;
-use futures_lite::{io::split, AsyncRead, AsyncWrite};
-use glommio::Task;
-use protocol::{decode, ByteStr, DecodeError, Disconnect, Packet, Protocol, ReasonCode, Will};
+use futures_lite::{AsyncRead, AsyncWrite};
+use protocol::{
+    decode, ByteStr, Connect, DecodeError, Disconnect, Packet, Protocol, ReasonCode, Will,
+};
 
+use self::shared_stream::{run_beside, SharedStream};
 use crate::{
     metrics::bump,
-    outbox::{CloseRequest, ConnHandle, Control},
+    outbox::{CloseRequest, ConnHandle, Control, Encoding},
     persist::Record,
     security::ClientAccess,
     shard::{SessionSlot, Shard},
@@ -70,8 +75,8 @@ enum ReadEvent {
 ///
 /// The connection is registered with its shard at once; the future returned serves it. Not an
 /// `async fn`: an async fn's arguments stay in its future for its whole life, and this future
-/// lives as long as the connection (the stream alone is 120 bytes; it goes into `Conn`'s
-/// reader and writer halves here instead).
+/// lives as long as the connection (the stream, 120 bytes for TCP, is kept once, shared by the
+/// reader and the writer).
 pub fn serve<S>(
     shard: Rc<Shard>,
     stream: S,
@@ -93,7 +98,6 @@ where
     if shard.stopping.get() {
         handle.control.close(CloseRequest::Shutdown);
     }
-    let (reader, writer) = split(stream);
     let mut conn = Conn {
         shard,
         id: conn_id,
@@ -103,15 +107,17 @@ where
         client_id: None,
         will: None,
         session_expiry: 0,
-        inbound_aliases: HashMap::new(),
-        writer_task: None,
+        inbound_aliases: None,
         cert_user,
         access: None,
         publish_budget: None,
         problem_information: true,
     };
+    // Wrapped out here: the `async` block keeps what it captures for its whole life, so a
+    // stream captured and wrapped inside would be kept twice.
+    let stream = RefCell::new(stream);
     async move {
-        conn.run(reader, writer).await;
+        conn.serve_on(&stream).await;
         let shard = &conn.shard;
         shard.state.borrow_mut().connections.remove(&conn.id);
         shard
@@ -135,13 +141,15 @@ struct Conn {
     /// none, yet this struct lives in every connection's future.
     will: Option<Box<Will>>,
     session_expiry: u32,
-    /// Topic aliases the client set (5.0), alias -> topic.
-    inbound_aliases: HashMap<u16, ByteStr>,
-    writer_task: Option<Task<()>>,
+    /// Topic aliases the client set (5.0), alias -> topic. Boxed and made on first use: few
+    /// clients use aliases, and this struct lives in every connection's future (8 bytes here
+    /// instead of a map's 48).
+    #[allow(clippy::box_collection)]
+    inbound_aliases: Option<Box<HashMap<u16, ByteStr>>>,
     /// The user name its verified TLS client certificate stands for.
     cert_user: Option<String>,
-    /// Its ACL rules, once CONNECT is accepted.
-    access: Option<ClientAccess>,
+    /// Its ACL rules, once CONNECT is accepted (shared with its session slot).
+    access: Option<Rc<ClientAccess>>,
     /// Publish rate budget: tokens left and when it was last refilled.
     publish_budget: Option<(f64, Instant)>,
     /// 5.0 Request Problem Information: reason strings may go in acks (default yes).
@@ -149,25 +157,55 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run<R, W>(&mut self, mut reader: R, writer: W)
+    /// The reader and the writer of the connection, side by side on one stream.
+    ///
+    /// A plain function building the future: built inside the `async` block of [`serve`], its
+    /// parts would each take room there as temporaries beside the combined future.
+    fn serve_on<'a, S>(&'a mut self, stream: &'a RefCell<S>) -> impl Future<Output = ()> + 'a
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + 'a,
     {
+        let writer = writer::run(
+            SharedStream(stream),
+            self.handle.clone(),
+            self.shard.clone(),
+        );
+        run_beside(self.run(SharedStream(stream)), writer)
+    }
+
+    async fn run<R: AsyncRead + Unpin>(&mut self, mut reader: R) {
         let max_packet = self.shard.config.limits.max_packet_size;
         let mut buf = BytesMut::new();
-        let mut writer = Some(writer);
+        // The handshake and the ending run once per connection and their futures are large
+        // (several KiB): boxed, they take memory only while they run, and the future every
+        // idle connection keeps is the small one that waits for its socket.
+        let Some(connect) = Box::pin(self.read_connect(&mut reader, &mut buf, max_packet)).await
+        else {
+            return;
+        };
+        let ending = match Box::pin(self.connect(connect)).await {
+            Err(ending) => ending,
+            Ok(()) => self.serve_packets(&mut reader, &mut buf, max_packet).await,
+        };
+        Box::pin(self.finish(ending)).await;
+    }
 
-        // Until CONNECT, the only acceptable packet is CONNECT.
-        let connect = loop {
-            // The decoded packet must not live across an await (it would be stored in this
-            // future for the connection's whole life): only the error is kept.
-            let error = match decode(&mut buf, Protocol::V5, max_packet) {
-                Ok(Some(Packet::Connect(connect))) => break connect,
+    /// Reads until the first packet, which must be CONNECT; `None` when the connection ended
+    /// instead (it was refused, broke the protocol or went away).
+    async fn read_connect<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        buf: &mut BytesMut,
+        max_packet: u32,
+    ) -> Option<Connect> {
+        loop {
+            // The decoded packet must not live across an await: only the error is kept.
+            let error = match decode(buf, Protocol::V5, max_packet) {
+                Ok(Some(Packet::Connect(connect))) => return Some(connect),
                 Ok(Some(other)) => {
                     self.count_violation();
                     tracing::debug!(peer = %self.peer, packet = other.name(), "first packet is not CONNECT");
-                    return;
+                    return None;
                 }
                 Ok(None) => None,
                 Err(e) => Some(e),
@@ -175,10 +213,10 @@ impl Conn {
             if let Some(e) = error {
                 self.count_violation();
                 tracing::debug!(peer = %self.peer, error = %e, "bad CONNECT");
-                if let (DecodeError::UnsupportedProtocol { .. }, Some(w)) = (&e, writer.take()) {
+                if let DecodeError::UnsupportedProtocol { .. } = &e {
                     // 3.1.1 section 3.1.2.2: answer an unknown level with return code 0x01.
                     self.protocol = Protocol::V3_1_1;
-                    self.start_writer(w, 0);
+                    self.start_writer(0);
                     self.handle.outbox.push(Packet::ConnAck(protocol::ConnAck {
                         session_present: false,
                         reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
@@ -186,22 +224,13 @@ impl Conn {
                     }));
                     Box::pin(self.finish(Ending::Refused)).await;
                 }
-                return;
+                return None;
             }
-            match self.read(&mut reader, &mut buf).await {
+            match self.read(reader, buf).await {
                 ReadEvent::Data(n) => bump(&self.shard.metrics.bytes_in, n as u64),
-                _ => return,
+                _ => return None,
             }
-        };
-        let Some(w) = writer.take() else { return };
-        // The handshake and the ending run once per connection and their futures are large
-        // (several KiB): boxed, they take memory only while they run, and the future every
-        // idle connection keeps is the small one that waits for its socket.
-        let ending = match Box::pin(self.connect(connect, w)).await {
-            Err(ending) => ending,
-            Ok(()) => self.serve_packets(&mut reader, &mut buf, max_packet).await,
-        };
-        Box::pin(self.finish(ending)).await;
+        }
     }
 
     async fn serve_packets<R: AsyncRead + Unpin>(
@@ -248,11 +277,17 @@ impl Conn {
     /// Waits for more bytes from the client. Every complete packet has been decoded out of
     /// `buf` by now; when nothing of a partial one is left, its allocation goes too (decoded
     /// payloads keep their own slices), so an idle connection holds no read buffer.
-    async fn read<R: AsyncRead + Unpin>(&self, reader: &mut R, buf: &mut BytesMut) -> ReadEvent {
+    ///
+    /// Not an `async fn`: one would keep its three references beside `read_some`'s.
+    fn read<'a, R: AsyncRead + Unpin>(
+        &'a self,
+        reader: &'a mut R,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = ReadEvent> + 'a {
         if buf.is_empty() {
             *buf = BytesMut::new();
         }
-        read_some(reader, buf, &self.handle.control, &self.shard.read_scratch).await
+        read_some(reader, buf, &self.handle.control, &self.shard.read_scratch)
     }
 
     /// Acts on every complete packet in `buf`.
@@ -356,15 +391,17 @@ impl Conn {
         self.publish_budget = Some(bucket);
     }
 
-    fn start_writer<W: AsyncWrite + Unpin + 'static>(&mut self, writer: W, alias_max: u16) {
-        let task = glommio::spawn_local(writer::run(
-            writer,
-            self.handle.clone(),
-            self.protocol,
-            alias_max,
-            self.shard.clone(),
-        ));
-        self.writer_task = Some(task);
+    /// Lets the writer write, in this connection's protocol: called once CONNECT decided it,
+    /// before anything is queued.
+    fn start_writer(&self, topic_alias_maximum: u16) {
+        self.handle.outbox.start(Encoding {
+            protocol: self.protocol,
+            topic_alias_maximum,
+        });
+    }
+
+    fn writer_started(&self) -> bool {
+        self.handle.outbox.encoding().is_some()
     }
 
     /// Runs `f` on this connection's session, if it is still attached to this connection.
@@ -379,11 +416,10 @@ impl Conn {
     }
 
     /// May this client publish to `topic` under the rules in force now?
-    fn can_write(&mut self, topic: &str) -> bool {
-        let security = self.shard.security.clone();
+    fn can_write(&self, topic: &str) -> bool {
         self.access
-            .as_mut()
-            .is_some_and(|a| a.rules(&security).can_write(topic))
+            .as_ref()
+            .is_some_and(|a| a.can_write(&self.shard.security, topic))
     }
 
     fn count_violation(&self) {
@@ -409,12 +445,15 @@ impl Conn {
             _ => {}
         }
         self.handle.outbox.close();
-        if let Some(task) = self.writer_task.take() {
-            let flushed = glommio::timer::timeout(Duration::from_secs(2), async {
-                task.await;
-                Ok(())
-            })
-            .await;
+        if self.writer_started() {
+            // The writer runs beside this reader in the same task and is polled first at every
+            // wake-up (`run_beside`), so its end is seen here without a waker of our own.
+            let outbox = &self.handle.outbox;
+            let written = futures_lite::future::poll_fn(|_| match outbox.writer_finished() {
+                true => Poll::Ready(Ok(())),
+                false => Poll::Pending,
+            });
+            let flushed = glommio::timer::timeout(Duration::from_secs(2), written).await;
             if flushed.is_err() {
                 tracing::debug!(client_id = ?self.client_id, "writer did not finish in time");
             }
@@ -495,7 +534,7 @@ impl Conn {
 
     /// Tells a 5.0 client why it is being disconnected (reason code and reason string).
     fn send_disconnect(&self, reason: ReasonCode, why: &str) {
-        if self.protocol.is_v5() && self.writer_task.is_some() {
+        if self.protocol.is_v5() && self.writer_started() {
             self.handle.outbox.push(Packet::Disconnect(Disconnect {
                 reason,
                 properties: protocol::Properties {
@@ -537,39 +576,21 @@ async fn read_some<R: AsyncRead + Unpin>(
 }
 #[cfg(test)]
 mod tests {
-    use std::sync::{atomic::AtomicBool, Arc};
-
     use super::*;
 
     /// Every connection keeps its `serve` future for its whole life, so its size is a floor
     /// under what an idle connection costs. It was 6.5 KiB before the rare and large paths
     /// (handshake, packet handling, ending) and the Will were boxed, 800 bytes after, and 656
-    /// once `serve` stopped keeping its arguments and the handles were merged into one; the
-    /// target for a whole idle connection is 2 KiB.
+    /// once `serve` stopped keeping its arguments and the handles were merged into one. Since
+    /// the writer runs in the same task it holds the writer and the stream too (they were a
+    /// second task and a split stream, about 400 bytes). The target for a whole idle
+    /// connection is 2 KiB.
     #[test]
     fn the_future_an_idle_connection_keeps_is_small() {
-        let shard = Rc::new(Shard::new(
-            0,
-            1,
-            Arc::new(crate::config::Config::default()),
-            vec![None],
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(vec![]),
-            None,
-        ));
-        let stream = futures_lite::io::Cursor::new(Vec::<u8>::new());
-        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        let reader = serve(shard.clone(), stream, peer, None);
-        let size = std::mem::size_of_val(&reader);
-        assert!(size <= 700, "serve future is {size} bytes");
-        let writer = writer::run(
-            futures_lite::io::sink(),
-            Rc::new(ConnHandle::new(Duration::from_secs(1))),
-            Protocol::V5,
-            0,
-            shard,
-        );
-        let size = std::mem::size_of_val(&writer);
-        assert!(size <= 256, "writer future is {size} bytes");
+        fn returned_size<A, B, C, D, R>(_: fn(A, B, C, D) -> R) -> usize {
+            std::mem::size_of::<R>()
+        }
+        let size = returned_size(serve::<glommio::net::TcpStream>);
+        assert!(size <= 800, "serve future for TCP is {size} bytes");
     }
 }

@@ -123,11 +123,10 @@ impl Conn {
         });
     }
 
-    fn may_subscribe(&mut self, filter: &str) -> bool {
-        let security = self.shard.security.clone();
+    fn may_subscribe(&self, filter: &str) -> bool {
         self.access
-            .as_mut()
-            .is_some_and(|a| a.rules(&security).can_subscribe(filter))
+            .as_ref()
+            .is_some_and(|a| a.can_subscribe(&self.shard.security, filter))
     }
 
     pub(super) async fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Ending> {

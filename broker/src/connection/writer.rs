@@ -4,7 +4,7 @@ use std::{collections::HashMap, rc::Rc};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncWrite, AsyncWriteExt};
-use protocol::{encode, ByteStr, Packet, Protocol};
+use protocol::{encode, ByteStr, Packet};
 
 use crate::{metrics::bump, outbox::ConnHandle, shard::Shard};
 
@@ -33,44 +33,62 @@ impl AliasTable {
 }
 
 /// Writes everything pushed to the connection's outbox until it is closed and drained, then
-/// closes the socket.
-pub async fn run<W: AsyncWrite + Unpin>(
-    mut socket: W,
-    conn: Rc<ConnHandle>,
-    protocol: Protocol,
-    topic_alias_maximum: u16,
-    shard: Rc<Shard>,
-) {
-    let mut aliases = AliasTable {
-        max: topic_alias_maximum,
-        ..AliasTable::default()
-    };
+/// closes the socket and says so on the outbox.
+///
+/// It runs inside the connection's own task beside the reader (see [`super::serve`]), sharing
+/// the stream with it: no second task and no split stream per connection. It never returns:
+/// the connection ends when its reader does.
+pub async fn run<W: AsyncWrite + Unpin>(mut socket: W, conn: Rc<ConnHandle>, shard: Rc<Shard>) {
+    drain(&mut socket, &conn, &shard).await;
+    conn.outbox.set_writer_finished();
+    std::future::pending::<()>().await;
+}
+
+async fn drain<W: AsyncWrite + Unpin>(socket: &mut W, conn: &ConnHandle, shard: &Shard) {
+    // Boxed and made on first use: most clients allow no aliases, and this future lives as
+    // long as the connection.
+    let mut aliases: Option<Box<AliasTable>> = None;
     let outbox = &conn.outbox;
-    let mut batch = Vec::new();
     let mut buf = BytesMut::new();
-    while outbox.drain_into(&mut batch).await {
-        for mut packet in batch.drain(..) {
+    while let Some(batch) = outbox.take_batch().await {
+        let Some(encoding) = outbox.encoding() else {
+            // Nothing is queued before CONNECT fixes the encoding; were it, it could not be
+            // written.
+            tracing::warn!(
+                shard = shard.id,
+                packets = batch.len(),
+                "packets queued before CONNECT; dropped"
+            );
+            continue;
+        };
+        for mut packet in batch {
             if let Packet::Publish(publish) = &mut packet {
-                aliases.apply(publish);
+                if encoding.topic_alias_maximum > 0 {
+                    aliases
+                        .get_or_insert_with(|| {
+                            Box::new(AliasTable {
+                                max: encoding.topic_alias_maximum,
+                                ..AliasTable::default()
+                            })
+                        })
+                        .apply(publish);
+                }
             }
-            if let Err(e) = encode(&packet, protocol, &mut buf) {
+            if let Err(e) = encode(&packet, encoding.protocol, &mut buf) {
                 tracing::warn!(shard = shard.id, packet = packet.name(), error = %e, "cannot encode packet");
             }
         }
         bump(&shard.metrics.bytes_out, buf.len() as u64);
         if socket.write_all(&buf).await.is_err() || socket.flush().await.is_err() {
-            // The peer is gone; the reader notices on its side. Keep draining so nothing waits.
+            // The peer is gone; the reader notices on its side. Drop what is queued.
             outbox.close();
-            while outbox.drain_into(&mut batch).await {
-                batch.clear();
-            }
+            while outbox.take_batch().await.is_some() {}
             return;
         }
         if outbox.is_empty() {
-            // Idle again: hold no buffers while waiting (an idle connection should cost a few
-            // hundred bytes); a busy writer keeps them from batch to batch.
+            // Idle again: hold no buffer while waiting (an idle connection should cost a few
+            // hundred bytes); a busy writer keeps it from batch to batch.
             buf = BytesMut::new();
-            batch = Vec::new();
         } else {
             buf.clear();
             if buf.capacity() > 256 * 1024 {

@@ -20,6 +20,7 @@ pub mod passwd;
 pub mod tls;
 
 use std::{
+    cell::{Cell, RefCell},
     path::Path,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -30,6 +31,8 @@ use std::{
 pub use acl::{Acl, ClientRules};
 pub use identity::CertIdentity;
 pub use passwd::PasswordFile;
+
+use protocol::ByteStr;
 
 use crate::config::{AuthSettings, Config, TlsSettings};
 
@@ -285,36 +288,56 @@ fn read_text(path: &Path) -> Result<String, SecurityError> {
     std::fs::read_to_string(path).map_err(|e| SecurityError::file(path, e))
 }
 
-/// The ACL rules a connection works with, recompiled when the policy was reloaded.
-#[derive(Debug, Clone)]
+/// The ACL rules a client works with, recompiled when the policy was reloaded.
+///
+/// One per connected client, shared (`Rc`) by its connection, which checks what it publishes
+/// and subscribes to, and its session slot, which checks what is delivered to it.
+#[derive(Debug)]
 pub struct ClientAccess {
     identity: Identity,
-    client_id: String,
-    generation: u64,
-    rules: ClientRules,
+    /// The session's own id (shared bytes, not a copy).
+    client_id: ByteStr,
+    /// The policy generation `rules` were compiled under.
+    generation: Cell<u64>,
+    rules: RefCell<ClientRules>,
 }
 
 impl ClientAccess {
     /// Compiles the rules for a client under `policy` (taken at `generation`).
-    pub fn new(policy: &Policy, generation: u64, identity: Identity, client_id: &str) -> Self {
-        let rules = policy.rules_for(&identity, client_id);
+    pub fn new(policy: &Policy, generation: u64, identity: Identity, client_id: ByteStr) -> Self {
+        let rules = policy.rules_for(&identity, &client_id);
         ClientAccess {
             identity,
-            client_id: client_id.to_string(),
-            generation,
-            rules,
+            client_id,
+            generation: Cell::new(generation),
+            rules: RefCell::new(rules),
         }
     }
 
+    /// May the client publish to `topic` under the rules in force now?
+    pub fn can_write(&self, security: &Security, topic: &str) -> bool {
+        self.current(security).can_write(topic)
+    }
+
+    /// May the client be sent a message on `topic` under the rules in force now?
+    pub fn can_read(&self, security: &Security, topic: &str) -> bool {
+        self.current(security).can_read(topic)
+    }
+
+    /// May the client subscribe to `filter` under the rules in force now?
+    pub fn can_subscribe(&self, security: &Security, filter: &str) -> bool {
+        self.current(security).can_subscribe(filter)
+    }
+
     /// The current rules: recompiled first if `security` was reloaded since.
-    pub fn rules(&mut self, security: &Security) -> &ClientRules {
+    fn current(&self, security: &Security) -> std::cell::Ref<'_, ClientRules> {
         let generation = security.generation();
-        if generation != self.generation {
+        if generation != self.generation.get() {
             let policy = security.policy();
-            self.rules = policy.rules_for(&self.identity, &self.client_id);
-            self.generation = generation;
+            *self.rules.borrow_mut() = policy.rules_for(&self.identity, &self.client_id);
+            self.generation.set(generation);
         }
-        &self.rules
+        self.rules.borrow()
     }
 
     /// Who the client is.
