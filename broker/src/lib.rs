@@ -51,6 +51,7 @@ pub mod recovery;
 pub mod security;
 pub mod server;
 pub mod session;
+pub mod sessions;
 pub mod shard;
 pub mod sys;
 pub mod trie;

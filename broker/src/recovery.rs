@@ -91,17 +91,18 @@ pub async fn recover(
         ));
         shard.track_queued(session.queued_bytes, true);
         ids.push((client_id.clone(), session.stamp));
-        shard.state.borrow_mut().sessions.insert(
-            client_id,
-            Box::new(SessionSlot {
+        shard
+            .state
+            .borrow_mut()
+            .sessions
+            .insert(Box::new(SessionSlot {
                 state: session,
                 link: None,
                 access,
                 persisted: true,
                 // No claim brought it: the owner shard learns of it by `Adopt`, as claim 0.
                 claim: 0,
-            }),
-        );
+            }));
     }
     drop(policy);
     let nr_wills = state.wills.len();
@@ -314,7 +315,7 @@ impl StateSource for ShardSource {
         keys.extend(
             st.handed_off
                 .keys()
-                .filter(|id| !st.sessions.get(*id).is_some_and(|slot| slot.persisted))
+                .filter(|id| !st.sessions.get(id).is_some_and(|slot| slot.persisted))
                 .map(|id| StateKey::Session(id.clone())),
         );
         keys.extend(st.wills.keys().map(|id| StateKey::Will(id.clone())));

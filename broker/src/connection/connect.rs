@@ -173,16 +173,13 @@ impl Conn {
         let (evict, held) = {
             let mut st = self.shard.state.borrow_mut();
             st.moved_to.remove(&client_id);
-            st.sessions.insert(
-                client_id.clone(),
-                Box::new(SessionSlot {
-                    state,
-                    link: Some(link),
-                    access: access.clone(),
-                    persisted,
-                    claim,
-                }),
-            );
+            st.sessions.insert(Box::new(SessionSlot {
+                state,
+                link: Some(link),
+                access: access.clone(),
+                persisted,
+                claim,
+            }));
             let evict = st.claims.remove(&claim).and_then(|c| c.evict);
             (evict, st.held.remove(&client_id).unwrap_or_default())
         };
@@ -191,7 +188,6 @@ impl Conn {
             self.shard
                 .forget_when_durable(client_id.clone(), handoff, ticket);
         }
-        self.client_id = Some(client_id.clone());
         tracing::debug!(shard = self.shard.id, client_id = %client_id, user = ?access.identity().username(), "authenticated");
         self.access = Some(access);
         self.will = connect.will.map(Box::new);

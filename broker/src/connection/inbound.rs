@@ -17,7 +17,7 @@ fn ack(pkid: u16, reason: ReasonCode) -> PubAck {
 
 impl Conn {
     pub(super) async fn on_publish(&mut self, mut publish: Publish) -> Result<(), Ending> {
-        let Some(client_id) = self.client_id.clone() else {
+        let Some(client_id) = self.client_id().cloned() else {
             return Ok(());
         };
         self.shard
@@ -35,7 +35,7 @@ impl Conn {
             let limit = usize::from(self.shard.config.limits.max_inflight);
             let seen = self.with_slot(|slot| {
                 let q2 = &slot.state.inbound_qos2;
-                (q2.contains(&pkid), q2.len() >= limit)
+                (q2.contains(pkid), q2.len() >= limit)
             });
             match seen {
                 // A redelivery of a message we already have: acknowledge, do not route again.
@@ -271,7 +271,7 @@ impl Conn {
             let changed = if add {
                 slot.state.inbound_qos2.insert(pkid)
             } else {
-                slot.state.inbound_qos2.remove(&pkid)
+                slot.state.inbound_qos2.remove(pkid)
             };
             if changed && slot.persisted {
                 shard.log(|| Record::InboundQos2 {

@@ -104,11 +104,10 @@ where
         peer,
         protocol: Protocol::V5,
         handle,
-        client_id: None,
         will: None,
         session_expiry: 0,
         inbound_aliases: None,
-        cert_user,
+        cert_user: cert_user.map(String::into_boxed_str),
         access: None,
         publish_budget: None,
         problem_information: true,
@@ -135,8 +134,6 @@ struct Conn {
     protocol: Protocol,
     /// Its outbox, close signal and liveness, shared with the shard.
     handle: Rc<ConnHandle>,
-    /// Set once CONNECT is accepted.
-    client_id: Option<ByteStr>,
     /// Boxed: a `Will` is about 450 bytes (its properties inline) and most clients have
     /// none, yet this struct lives in every connection's future.
     will: Option<Box<Will>>,
@@ -147,11 +144,12 @@ struct Conn {
     #[allow(clippy::box_collection)]
     inbound_aliases: Option<Box<HashMap<u16, ByteStr>>>,
     /// The user name its verified TLS client certificate stands for.
-    cert_user: Option<String>,
-    /// Its ACL rules, once CONNECT is accepted (shared with its session slot).
+    cert_user: Option<Box<str>>,
+    /// Its client id and ACL rules, once CONNECT is accepted (shared with its session slot).
     access: Option<Rc<ClientAccess>>,
-    /// Publish rate budget: tokens left and when it was last refilled.
-    publish_budget: Option<(f64, Instant)>,
+    /// Publish rate budget: tokens left and when it was last refilled. Boxed: only brokers
+    /// with a `max_publish_rate` use it, and this struct lives in every connection's future.
+    publish_budget: Option<Box<(f64, Instant)>>,
     /// 5.0 Request Problem Information: reason strings may go in acks (default yes).
     problem_information: bool,
 }
@@ -379,7 +377,10 @@ impl Conn {
             bucket.0 = (bucket.0 + now.duration_since(bucket.1).as_secs_f64() * rate).min(rate);
             bucket.1 = now;
         };
-        let mut bucket = self.publish_budget.unwrap_or((rate, Instant::now()));
+        let mut bucket = self
+            .publish_budget
+            .take()
+            .unwrap_or_else(|| Box::new((rate, Instant::now())));
         refill(&mut bucket);
         if bucket.0 < 1.0 {
             bump(&self.shard.metrics.publish_throttled, 1);
@@ -404,9 +405,14 @@ impl Conn {
         self.handle.outbox.encoding().is_some()
     }
 
+    /// The client id, once CONNECT is accepted.
+    fn client_id(&self) -> Option<&ByteStr> {
+        self.access.as_deref().map(ClientAccess::client_id)
+    }
+
     /// Runs `f` on this connection's session, if it is still attached to this connection.
     fn with_slot<T>(&self, f: impl FnOnce(&mut SessionSlot) -> T) -> Option<T> {
-        let client_id = self.client_id.as_ref()?;
+        let client_id = self.client_id()?;
         let mut st = self.shard.state.borrow_mut();
         let slot = st.sessions.get_mut(client_id)?;
         match &slot.link {
@@ -432,14 +438,14 @@ impl Conn {
         match &ending {
             Ending::Violation(code, why) => {
                 self.count_violation();
-                tracing::info!(shard = self.shard.id, peer = %self.peer, client_id = ?self.client_id, reason = %code, why, "closing connection: protocol violation");
+                tracing::info!(shard = self.shard.id, peer = %self.peer, client_id = ?self.client_id(), reason = %code, why, "closing connection: protocol violation");
                 self.send_disconnect(*code, why);
             }
             Ending::ServerFailure(why) => {
                 self.send_disconnect(ReasonCode::UNSPECIFIED_ERROR, why);
             }
             Ending::Requested(req) => {
-                tracing::debug!(shard = self.shard.id, client_id = ?self.client_id, request = ?req, "closing connection");
+                tracing::debug!(shard = self.shard.id, client_id = ?self.client_id(), request = ?req, "closing connection");
                 self.send_disconnect(req.reason_code(), req.reason_code().name());
             }
             _ => {}
@@ -455,10 +461,10 @@ impl Conn {
             });
             let flushed = glommio::timer::timeout(Duration::from_secs(2), written).await;
             if flushed.is_err() {
-                tracing::debug!(client_id = ?self.client_id, "writer did not finish in time");
+                tracing::debug!(client_id = ?self.client_id(), "writer did not finish in time");
             }
         }
-        let Some(client_id) = self.client_id.clone() else {
+        let Some(client_id) = self.client_id().cloned() else {
             return;
         };
         // The broker's own stop is not the client leaving: recovery counts the expiry of a

@@ -11,7 +11,7 @@ use crate::{mesh::ShardMsg, persist::Record, session::SessionSubscription};
 
 impl Conn {
     pub(super) async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Ending> {
-        let Some(client_id) = self.client_id.clone() else {
+        let Some(client_id) = self.client_id().cloned() else {
             return Ok(());
         };
         let v5 = self.protocol.is_v5();
@@ -130,7 +130,7 @@ impl Conn {
     }
 
     pub(super) async fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Ending> {
-        let Some(client_id) = self.client_id.clone() else {
+        let Some(client_id) = self.client_id().cloned() else {
             return Ok(());
         };
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());

@@ -1,7 +1,7 @@
 //! Rebuilding a shard's persistent state from a snapshot and the log, and taking a session's
 //! image for a record.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use protocol::ByteStr;
 
@@ -148,7 +148,7 @@ impl Recovered {
                     if add {
                         s.inbound_qos2.insert(pkid);
                     } else {
-                        s.inbound_qos2.remove(&pkid);
+                        s.inbound_qos2.remove(pkid);
                     }
                 }
             }
@@ -182,7 +182,7 @@ pub fn image(s: &SessionState, username: Option<&str>) -> SessionImage {
             .map(|f| (f.pkid, f.released, f.delivery.clone()))
             .collect(),
         queue: s.queue.iter().cloned().collect(),
-        inbound_qos2: s.inbound_qos2.iter().copied().collect(),
+        inbound_qos2: s.inbound_qos2.iter().collect(),
         next_seq: s.next_seq,
         offline_since: s.disconnected_at.map(to_unix_ms),
         stamp: s.stamp,
@@ -204,7 +204,7 @@ fn from_image(image: SessionImage) -> SessionState {
         .collect();
     s.queued_bytes = image.queue.iter().map(|d| d.message.weight()).sum();
     s.queue = image.queue.into_iter().collect();
-    s.inbound_qos2 = image.inbound_qos2.into_iter().collect::<HashSet<u16>>();
+    s.inbound_qos2 = image.inbound_qos2.into_iter().collect();
     s.next_seq = image.next_seq;
     s.stamp = image.stamp;
     s
@@ -325,8 +325,7 @@ mod tests {
             .iter()
             .map(|f| (f.pkid, f.delivery.seq, f.released))
             .collect();
-        let mut inbound: Vec<u16> = s.inbound_qos2.iter().copied().collect();
-        inbound.sort_unstable();
+        let inbound: Vec<u16> = s.inbound_qos2.iter().collect();
         let mut subs: Vec<&str> = s.subscriptions.keys().map(|k| &**k).collect();
         subs.sort_unstable();
         format!(

@@ -344,6 +344,11 @@ impl ClientAccess {
     pub fn identity(&self) -> &Identity {
         &self.identity
     }
+
+    /// The client's id.
+    pub fn client_id(&self) -> &ByteStr {
+        &self.client_id
+    }
 }
 
 #[cfg(test)]
