@@ -38,18 +38,16 @@ impl AliasTable {
 /// It runs inside the connection's own task beside the reader (see [`super::serve`]), sharing
 /// the stream with it: no second task and no split stream per connection. It never returns:
 /// the connection ends when its reader does.
+///
+/// One async fn, not split into helpers: each nested future would keep its own copies of the
+/// references, for the connection's whole life.
 pub async fn run<W: AsyncWrite + Unpin>(mut socket: W, conn: Rc<ConnHandle>, shard: Rc<Shard>) {
-    drain(&mut socket, &conn, &shard).await;
-    conn.outbox.set_writer_finished();
-    std::future::pending::<()>().await;
-}
-
-async fn drain<W: AsyncWrite + Unpin>(socket: &mut W, conn: &ConnHandle, shard: &Shard) {
     // Boxed and made on first use: most clients allow no aliases, and this future lives as
     // long as the connection.
     let mut aliases: Option<Box<AliasTable>> = None;
     let outbox = &conn.outbox;
     let mut buf = BytesMut::new();
+    let mut peer_gone = false;
     while let Some(batch) = outbox.take_batch().await {
         let Some(encoding) = outbox.encoding() else {
             // Nothing is queued before CONNECT fixes the encoding; were it, it could not be
@@ -83,7 +81,8 @@ async fn drain<W: AsyncWrite + Unpin>(socket: &mut W, conn: &ConnHandle, shard: 
             // The peer is gone; the reader notices on its side. Drop what is queued.
             outbox.close();
             while outbox.take_batch().await.is_some() {}
-            return;
+            peer_gone = true;
+            break;
         }
         if outbox.is_empty() {
             // Idle again: hold no buffer while waiting (an idle connection should cost a few
@@ -96,5 +95,9 @@ async fn drain<W: AsyncWrite + Unpin>(socket: &mut W, conn: &ConnHandle, shard: 
             }
         }
     }
-    let _ = socket.close().await;
+    if !peer_gone {
+        let _ = socket.close().await;
+    }
+    outbox.set_writer_finished();
+    std::future::pending::<()>().await;
 }
