@@ -570,9 +570,44 @@ impl Shard {
     /// connection has started a fresh session and told its client so, and what this one still
     /// owed is lost. Never silently: counted against the client and warned about. The shard it
     /// came from is told to forget its logged copy, which a restart would otherwise bring back.
+    ///
+    /// Its subscriptions are the fresh session's no more: every replica drops the filters the
+    /// fresh session (held here) has not subscribed to itself. Were they kept, messages they
+    /// match would reach it by way of the shard the old session left. Any later subscription of
+    /// the fresh session is sent after this removal, on the same ordered mesh, so it is not
+    /// undone. Should the fresh session be gone from this shard already, what it subscribed to
+    /// is not known here, and nothing is removed (warned).
     fn claim_answered_too_late(self: &Rc<Self>, session: &SessionState, handoff: Handoff) {
         let owed = session.queue.len() + session.inflight.len();
         self.forget_when_durable(session.client_id.clone(), handoff, None);
+        let stale: Option<Vec<ByteStr>> = {
+            let st = self.state.borrow();
+            st.sessions.get(&session.client_id).map(|fresh| {
+                session
+                    .subscriptions
+                    .keys()
+                    .filter(|filter| !fresh.state.subscriptions.contains_key(*filter))
+                    .cloned()
+                    .collect()
+            })
+        };
+        match stale {
+            Some(filters) if !filters.is_empty() => {
+                let client_id = &session.client_id;
+                self.broadcast(|| ShardMsg::SubRemove {
+                    client_id: client_id.clone(),
+                    filters: filters.clone(),
+                });
+            }
+            Some(_) => {}
+            None if !session.subscriptions.is_empty() => tracing::warn!(
+                shard = self.id,
+                client_id = %session.client_id,
+                filters = session.subscriptions.len(),
+                "a late session's subscriptions stay: its fresh successor has left this shard"
+            ),
+            None => {}
+        }
         tracing::warn!(
             shard = self.id,
             client_id = %session.client_id,
@@ -1023,5 +1058,83 @@ mod tests {
             Some(&3)
         );
         assert!(shard.state.borrow().sessions.is_empty());
+    }
+
+    /// The filters of a session that arrived after its claim gave up leave the subscription
+    /// tables, except those its fresh successor subscribed to itself.
+    #[test]
+    fn a_late_session_takes_its_subscriptions_along_but_not_its_successors() {
+        let shard = test_shard();
+        let options = protocol::SubscriptionOptions::default();
+        let sub = crate::session::SessionSubscription { options, id: None };
+        let entry = |id: &str| SubEntry {
+            client_id: id.into(),
+            shard: 0,
+            options,
+            id: None,
+        };
+        let mut fresh = SessionState::new("v1".into(), 600);
+        fresh.subscriptions.insert("cmd/v1".into(), sub);
+        shard
+            .state
+            .borrow_mut()
+            .sessions
+            .insert(Box::new(SessionSlot {
+                state: fresh,
+                link: None,
+                access: Rc::new(crate::security::ClientAccess::new(
+                    &crate::security::Policy::default(),
+                    0,
+                    crate::security::Identity::Anonymous,
+                    "v1".into(),
+                )),
+                persisted: false,
+                claim: 1,
+            }));
+        let mut late = SessionState::new("v1".into(), 600);
+        for filter in ["cmd/v1", "fleet/#"] {
+            late.subscriptions.insert(filter.into(), sub);
+            shard
+                .state
+                .borrow_mut()
+                .subscriptions
+                .insert(&filter.into(), entry("v1"));
+        }
+        shard
+            .state
+            .borrow_mut()
+            .subscriptions
+            .insert(&"fleet/#".into(), entry("dashboard"));
+
+        shard.handle(ShardMsg::ClaimResult {
+            req: 7,
+            session: Some(Box::new(late)),
+            from: 0,
+        });
+
+        let subscribers = |topic: &str| {
+            let mut ids = Vec::new();
+            shard
+                .state
+                .borrow()
+                .subscriptions
+                .for_each_match(topic, |m| {
+                    if let crate::trie::Matched::Single(entry) = m {
+                        ids.push(entry.client_id.to_string());
+                    }
+                });
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            subscribers("cmd/v1"),
+            ["v1"],
+            "the successor's own filter stays"
+        );
+        assert_eq!(
+            subscribers("fleet/t1"),
+            ["dashboard"],
+            "the late one's is gone"
+        );
     }
 }
