@@ -7,13 +7,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use protocol::{encoded_len, ByteStr, Packet, QoS, SubscriptionOptions};
+use protocol::{ByteStr, QoS, SubscriptionOptions};
 
 use crate::{
     config::QueueFullPolicy,
     mesh::ShardMsg,
     message::{Delivery, Message},
     outbox::CloseRequest,
+    outgoing::OutPublish,
     persist::record::Record,
     session::DropReason,
     shard::{SessionSlot, Shard},
@@ -134,8 +135,8 @@ impl Shard {
                 reason_drop(slot, DropReason::SlowConsumer);
                 return;
             }
-            let packet = Packet::Publish(delivery.to_publish(0, false, now));
-            if encoded_len(&packet, link.protocol) > link.max_packet as usize {
+            let packet = delivery.to_publish(0, false, now);
+            if too_large(&packet, link) {
                 reason_drop(slot, DropReason::TooLargeForClient);
                 return;
             }
@@ -236,8 +237,8 @@ impl Shard {
         let before = slot.state.queued_bytes;
         while let Some(flight) = slot.state.next_to_send(link.window, now, &mut expired) {
             let seq = flight.delivery.seq;
-            let packet = Packet::Publish(flight.delivery.to_publish(flight.pkid, false, now));
-            if encoded_len(&packet, link.protocol) > link.max_packet as usize {
+            let packet = flight.delivery.to_publish(flight.pkid, false, now);
+            if too_large(&packet, link) {
                 // The spec's rule: act as if it was delivered, never send it.
                 slot.state.forget(flight.pkid);
                 if slot.persisted {
@@ -299,4 +300,9 @@ impl Shard {
             self.deliver_local_as(client_id, delivery, now, Burst::RetainedOnSubscribe);
         }
     }
+}
+
+/// Is `publish` over the client's Maximum Packet Size? Counted only for clients that set one.
+fn too_large(publish: &OutPublish, link: &crate::shard::ConnLink) -> bool {
+    link.max_packet != u32::MAX && publish.encoded_len(link.protocol) > link.max_packet as usize
 }

@@ -46,6 +46,7 @@ pub mod mesh;
 pub mod message;
 pub mod metrics;
 pub mod outbox;
+pub mod outgoing;
 pub mod persist;
 pub mod recovery;
 pub mod security;

@@ -5,6 +5,8 @@ use std::{sync::Arc, time::Instant};
 use bytes::Bytes;
 use protocol::{ByteStr, Properties, Publish, QoS};
 
+use crate::outgoing::OutPublish;
+
 /// A published message, immutable and cheap to clone: topic and payload are shared `Bytes`, the
 /// 5.0 properties that travel with it sit behind an `Arc`. It crosses shards as it is.
 #[derive(Debug, Clone)]
@@ -87,8 +89,25 @@ pub struct Delivery {
 
 impl Delivery {
     /// The PUBLISH packet for this delivery; `pkid` is 0 for QoS 0. The topic alias, if any, is
-    /// applied later by the writer.
-    pub fn to_publish(&self, pkid: u16, dup: bool, now: Instant) -> Publish {
+    /// applied later by the writer. Properties are boxed only when there are some to send.
+    pub fn to_publish(&self, pkid: u16, dup: bool, now: Instant) -> OutPublish {
+        let has_properties = self.message.properties.is_some()
+            || self.message.expires_at.is_some()
+            || !self.subscription_ids.is_empty();
+        OutPublish {
+            dup,
+            qos: self.qos,
+            retain: self.retain,
+            pkid,
+            topic: self.message.topic.clone(),
+            payload: self.message.payload.clone(),
+            properties: has_properties.then(|| Box::new(self.properties_at(now))),
+        }
+    }
+
+    /// The 5.0 properties it is delivered with at `now`: the message's, the expiry interval
+    /// left, and the identifiers of the subscriptions it matched.
+    fn properties_at(&self, now: Instant) -> Properties {
         let mut properties = match &self.message.properties {
             Some(p) => Properties::clone(p),
             None => Properties::default(),
@@ -101,14 +120,6 @@ impl Delivery {
         properties
             .subscription_identifiers
             .extend_from_slice(&self.subscription_ids);
-        Publish {
-            dup,
-            qos: self.qos,
-            retain: self.retain,
-            topic: self.message.topic.clone(),
-            pkid,
-            payload: self.message.payload.clone(),
-            properties,
-        }
+        properties
     }
 }

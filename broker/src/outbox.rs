@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use protocol::{Packet, Protocol, ReasonCode};
+use protocol::{Protocol, ReasonCode};
+
+use crate::outgoing::Outgoing;
 
 /// What the rest of the shard holds of one connection: its reader, its writer, its session
 /// slot and the keepalive sweep share one allocation (one `Rc` instead of one per part: an idle
@@ -54,7 +56,7 @@ pub struct Encoding {
 /// Packets waiting to be written to one client, drained in batches by its writer.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    queue: RefCell<VecDeque<Packet>>,
+    queue: RefCell<VecDeque<Outgoing>>,
     waker: RefCell<Option<Waker>>,
     closed: Cell<bool>,
     /// Set when CONNECT is accepted (or refused with a CONNACK): the writer writes nothing
@@ -86,11 +88,11 @@ impl Outbox {
     }
 
     /// Queues a packet and wakes the writer. Ignored once closed.
-    pub fn push(&self, packet: Packet) {
+    pub fn push(&self, packet: impl Into<Outgoing>) {
         if self.closed.get() {
             return;
         }
-        self.queue.borrow_mut().push_back(packet);
+        self.queue.borrow_mut().push_back(packet.into());
         self.wake();
     }
 
@@ -135,7 +137,7 @@ pub struct TakeBatch<'a> {
 }
 
 impl Future for TakeBatch<'_> {
-    type Output = Option<VecDeque<Packet>>;
+    type Output = Option<VecDeque<Outgoing>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut queue = self.outbox.queue.borrow_mut();

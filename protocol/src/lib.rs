@@ -35,9 +35,9 @@ mod wire;
 pub use bytestr::ByteStr;
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
-    decode, encode, encoded_len, Auth, ConnAck, Connect, Disconnect, Packet, PubAck, Publish,
-    RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,
-    Will,
+    decode, encode, encode_publish, encoded_len, Auth, ConnAck, Connect, Disconnect, Packet,
+    PubAck, Publish, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions,
+    UnsubAck, Unsubscribe, Will,
 };
 pub use properties::Properties;
 pub use topic::{

@@ -6,11 +6,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use protocol::{ByteStr, ConnAck, Connect, Packet, Properties, Protocol, PubAck, ReasonCode};
+use protocol::{ByteStr, ConnAck, Connect, Packet, Properties, Protocol, ReasonCode};
 
 use super::{Conn, Ending};
 use crate::{
     mesh::ShardMsg,
+    outgoing::{AckKind, Outgoing},
     persist::Record,
     security::{ClientAccess, Credentials},
     session::{DropReason, SessionState},
@@ -216,13 +217,9 @@ impl Conn {
             let now = Instant::now();
             for flight in &slot.state.inflight {
                 let packet = if flight.released {
-                    Packet::PubRel(PubAck {
-                        pkid: flight.pkid,
-                        reason: ReasonCode::SUCCESS,
-                        properties: Properties::default(),
-                    })
+                    Outgoing::ack(AckKind::PubRel, flight.pkid, ReasonCode::SUCCESS)
                 } else {
-                    Packet::Publish(flight.delivery.to_publish(flight.pkid, true, now))
+                    Outgoing::Publish(flight.delivery.to_publish(flight.pkid, true, now))
                 };
                 self.handle.outbox.push(packet);
             }

@@ -5,15 +5,12 @@ use std::time::Instant;
 use protocol::{Packet, Properties, PubAck, Publish, QoS, ReasonCode};
 
 use super::{Conn, Ending};
-use crate::{mesh::ShardMsg, message::Message, persist::Record};
-
-fn ack(pkid: u16, reason: ReasonCode) -> PubAck {
-    PubAck {
-        pkid,
-        reason,
-        properties: Properties::default(),
-    }
-}
+use crate::{
+    mesh::ShardMsg,
+    message::Message,
+    outgoing::{AckKind, Outgoing},
+    persist::Record,
+};
 
 impl Conn {
     pub(super) async fn on_publish(&mut self, mut publish: Publish) -> Result<(), Ending> {
@@ -40,9 +37,11 @@ impl Conn {
             match seen {
                 // A redelivery of a message we already have: acknowledge, do not route again.
                 Some((true, _)) => {
-                    self.handle
-                        .outbox
-                        .push(Packet::PubRec(ack(pkid, ReasonCode::SUCCESS)));
+                    self.handle.outbox.push(Outgoing::ack(
+                        AckKind::PubRec,
+                        pkid,
+                        ReasonCode::SUCCESS,
+                    ));
                     return Ok(());
                 }
                 Some((false, true)) => {
@@ -99,8 +98,16 @@ impl Conn {
         };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.handle.outbox.push(Packet::PubAck(ack(pkid, reason))),
-            QoS::ExactlyOnce => self.handle.outbox.push(Packet::PubRec(ack(pkid, reason))),
+            QoS::AtLeastOnce => {
+                self.handle
+                    .outbox
+                    .push(Outgoing::ack(AckKind::PubAck, pkid, reason))
+            }
+            QoS::ExactlyOnce => {
+                self.handle
+                    .outbox
+                    .push(Outgoing::ack(AckKind::PubRec, pkid, reason))
+            }
         }
         Ok(())
     }
@@ -237,7 +244,9 @@ impl Conn {
             } else {
                 ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
             };
-            self.handle.outbox.push(Packet::PubRel(ack(a.pkid, reason)));
+            self.handle
+                .outbox
+                .push(Outgoing::ack(AckKind::PubRel, a.pkid, reason));
         }
     }
 
@@ -250,7 +259,7 @@ impl Conn {
         };
         self.handle
             .outbox
-            .push(Packet::PubComp(ack(a.pkid, reason)));
+            .push(Outgoing::ack(AckKind::PubComp, a.pkid, reason));
     }
 
     pub(super) fn on_pubcomp(&mut self, a: PubAck) {

@@ -4,9 +4,9 @@ use std::{collections::HashMap, rc::Rc};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncWrite, AsyncWriteExt};
-use protocol::{encode, ByteStr, Packet};
+use protocol::{encode, encode_publish, ByteStr};
 
-use crate::{metrics::bump, outbox::ConnHandle, shard::Shard};
+use crate::{metrics::bump, outbox::ConnHandle, outgoing::Outgoing, shard::Shard};
 
 /// Assigns outbound topic aliases for a 5.0 client that allows them (Topic Alias Maximum > 0):
 /// the first message on a topic carries topic and alias, later ones the alias alone.
@@ -59,21 +59,31 @@ pub async fn run<W: AsyncWrite + Unpin>(mut socket: W, conn: Rc<ConnHandle>, sha
             );
             continue;
         };
-        for mut packet in batch {
-            if let Packet::Publish(publish) = &mut packet {
-                if encoding.topic_alias_maximum > 0 {
-                    aliases
-                        .get_or_insert_with(|| {
-                            Box::new(AliasTable {
-                                max: encoding.topic_alias_maximum,
-                                ..AliasTable::default()
+        for packet in batch {
+            let encoded = match packet {
+                Outgoing::Publish(publish) => {
+                    // Encoded on its own: wrapped in a `Packet` it would be built in 1 KiB.
+                    let mut publish = publish.into_publish();
+                    if encoding.topic_alias_maximum > 0 {
+                        aliases
+                            .get_or_insert_with(|| {
+                                Box::new(AliasTable {
+                                    max: encoding.topic_alias_maximum,
+                                    ..AliasTable::default()
+                                })
                             })
-                        })
-                        .apply(publish);
+                            .apply(&mut publish);
+                    }
+                    encode_publish(&publish, encoding.protocol, &mut buf)
+                        .map_err(|e| ("PUBLISH", e))
                 }
-            }
-            if let Err(e) = encode(&packet, encoding.protocol, &mut buf) {
-                tracing::warn!(shard = shard.id, packet = packet.name(), error = %e, "cannot encode packet");
+                other => {
+                    let packet = other.into_packet();
+                    encode(&packet, encoding.protocol, &mut buf).map_err(|e| (packet.name(), e))
+                }
+            };
+            if let Err((packet, e)) = encoded {
+                tracing::warn!(shard = shard.id, packet, error = %e, "cannot encode packet");
             }
         }
         bump(&shard.metrics.bytes_out, buf.len() as u64);

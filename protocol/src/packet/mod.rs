@@ -299,23 +299,59 @@ pub fn encode(packet: &Packet, version: Protocol, buf: &mut BytesMut) -> Result<
     if matches!(packet, Packet::Auth(_)) && !version.is_v5() {
         return Err(EncodeError::Unsupported("AUTH exists only in MQTT 5.0"));
     }
-    let remaining = packet.body_len(version);
+    write_frame(
+        packet.first_byte(),
+        packet.body_len(version),
+        buf,
+        |buf| packet.write_body(version, buf),
+        packet.name(),
+    )
+}
+
+/// [`encode`] for a PUBLISH held on its own: the same bytes as `encode(&Packet::Publish(..))`
+/// without building a [`Packet`] (about 1 KiB, its largest variant's size) around it, which
+/// a broker would otherwise do for every message it delivers.
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_publish(
+    publish: &Publish,
+    version: Protocol,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    write_frame(
+        (kind::PUBLISH << 4) | publish.flags(),
+        publish.body_len(version),
+        buf,
+        |buf| publish.write(version, buf),
+        "PUBLISH",
+    )
+}
+
+/// Writes a fixed header (`first_byte`, then the remaining length) and the body `write_body`
+/// writes, which must be `remaining` bytes long. On error `buf` is left as it was.
+fn write_frame(
+    first_byte: u8,
+    remaining: usize,
+    buf: &mut BytesMut,
+    write_body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    name: &str,
+) -> Result<(), EncodeError> {
     if remaining > MAX_REMAINING_LENGTH {
         return Err(EncodeError::PacketTooLarge);
     }
     let start = buf.len();
     buf.reserve(1 + wire::varint_len(remaining) + remaining);
-    buf.put_u8(packet.first_byte());
+    buf.put_u8(first_byte);
     wire::write_varint(buf, remaining);
-    if let Err(error) = packet.write_body(version, buf) {
+    if let Err(error) = write_body(buf) {
         buf.truncate(start);
         return Err(error);
     }
     debug_assert_eq!(
         buf.len() - start,
-        encoded_len(packet, version),
-        "{} body_len disagrees with write",
-        packet.name()
+        1 + wire::varint_len(remaining) + remaining,
+        "{name} body_len disagrees with write"
     );
     Ok(())
 }

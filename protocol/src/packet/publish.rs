@@ -238,6 +238,26 @@ mod tests {
         assert_eq!(encode_vec(&packet, Protocol::V3_1_1)[0], 0x30);
     }
 
+    /// `encode_publish` writes exactly what `encode` writes for the same PUBLISH.
+    #[test]
+    fn encode_publish_matches_encode() {
+        let mut with_properties = Publish {
+            retain: true,
+            dup: true,
+            ..publish(QoS::ExactlyOnce, 9)
+        };
+        with_properties.properties.content_type = Some(ByteStr::from_static("text/plain"));
+        with_properties.properties.subscription_identifiers = vec![3, 300];
+        for publish in [publish(QoS::AtMostOnce, 0), with_properties] {
+            for version in [Protocol::V3_1_1, Protocol::V5] {
+                let mut alone = BytesMut::new();
+                super::super::encode_publish(&publish, version, &mut alone).unwrap();
+                let packet = Packet::Publish(publish.clone());
+                assert_eq!(&alone[..], &encode_vec(&packet, version)[..], "{version:?}");
+            }
+        }
+    }
+
     #[test]
     fn publish_packet_identifier_0_is_a_protocol_error() {
         let result = decode_body(0x32, &[0x00, 0x01, b't', 0x00, 0x00], Protocol::V3_1_1);
