@@ -26,8 +26,13 @@ pub struct ConnHandle {
     pub outbox: Outbox,
     /// How to close it.
     pub control: Control,
-    /// When a packet last arrived.
+    /// When bytes last arrived, as the keepalive sweep saw it: the reader only sets `active`,
+    /// and the sweep (every 250 ms) turns that into this time. A clock read per socket read
+    /// would cost more, and the time kept is never earlier than the truth, so a connection is
+    /// never closed early.
     pub last_seen: Cell<Instant>,
+    /// Set by the reader at every read since the last sweep.
+    pub active: Cell<bool>,
     /// Close it when nothing arrived for this long (1.5 x keep alive, or the connect timeout).
     pub timeout: Cell<Option<Duration>>,
 }
@@ -39,6 +44,7 @@ impl ConnHandle {
             outbox: Outbox::default(),
             control: Control::default(),
             last_seen: Cell::new(Instant::now()),
+            active: Cell::new(false),
             timeout: Cell::new(Some(connect_timeout)),
         }
     }
@@ -147,7 +153,13 @@ impl Future for TakeBatch<'_> {
         if self.outbox.closed.get() {
             return Poll::Ready(None);
         }
-        *self.outbox.waker.borrow_mut() = Some(cx.waker().clone());
+        // The connection's task polls its writer at every wake-up, most of them for its reader:
+        // the waker kept from the last poll is then still the right one, and is not cloned again.
+        let mut waker = self.outbox.waker.borrow_mut();
+        match &*waker {
+            Some(kept) if kept.will_wake(cx.waker()) => {}
+            _ => *waker = Some(cx.waker().clone()),
+        }
         Poll::Pending
     }
 }

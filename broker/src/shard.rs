@@ -879,6 +879,9 @@ impl Shard {
         {
             let mut st = self.state.borrow_mut();
             for conn in st.connections.values() {
+                if conn.active.replace(false) {
+                    conn.last_seen.set(now);
+                }
                 if let Some(timeout) = conn.timeout.get() {
                     if now.saturating_duration_since(conn.last_seen.get()) > timeout {
                         conn.control.close(CloseRequest::KeepAliveTimeout);

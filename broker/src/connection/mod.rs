@@ -210,7 +210,7 @@ impl Conn {
             match self.read(&mut reader, &mut buf).await {
                 ReadEvent::Data(n) => {
                     bump(&self.shard.metrics.bytes_in, n as u64);
-                    self.handle.last_seen.set(Instant::now());
+                    self.handle.active.set(true);
                 }
                 ReadEvent::Eof => break Ending::PeerGone,
                 ReadEvent::Error(e) => {
@@ -260,7 +260,10 @@ impl Conn {
                 return None;
             }
             match self.read(reader, buf).await {
-                ReadEvent::Data(n) => bump(&self.shard.metrics.bytes_in, n as u64),
+                ReadEvent::Data(n) => {
+                    bump(&self.shard.metrics.bytes_in, n as u64);
+                    self.handle.active.set(true);
+                }
                 _ => return None,
             }
         }
