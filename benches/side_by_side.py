@@ -25,6 +25,10 @@ a JSON file for BENCHMARKS.md.
     cargo build --release
     python3 benches/side_by_side.py                       # everything, about 15 minutes
     python3 benches/side_by_side.py --workloads fanin-q1,latency --duration 10
+    python3 benches/side_by_side.py --workloads latency --repeat 5   # medians of 5 rounds
+
+On a shared machine one run per broker can land in a slow spell; `--repeat N` runs N rounds,
+each visiting every broker in turn, and tables the median of each figure.
 
 Needs mosquitto (Debian package) and rumqttd (`cargo install rumqttd`); a broker that is not
 installed is skipped with a note. Talks to 127.0.0.1 only, and every process it starts is
@@ -41,6 +45,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -244,6 +249,29 @@ class Result:
     connections: int | None = None
     note: str = ""
     extra: dict = field(default_factory=dict)
+
+
+MEDIAN_FIELDS = ("delivered", "msg_per_s", "cpu_s_per_m", "peak_rss_mib", "p50_ms", "p99_ms",
+                 "p999_ms", "dropped", "gen_cpu_s_per_m", "kib_per_conn", "connections")
+
+
+def median_result(runs: list[Result]) -> Result:
+    """One row for several runs of a workload on one broker: each figure is the median of that
+    figure over the runs that produced it (so a row's figures may come from different runs);
+    failures add up, notes are kept, `extra` is the run with the median CPU cost."""
+    if len(runs) == 1:
+        return runs[0]
+    res = Result(runs[0].workload, runs[0].broker)
+    for name in MEDIAN_FIELDS:
+        values = [getattr(r, name) for r in runs if getattr(r, name) is not None]
+        if values:
+            med = statistics.median(values)
+            setattr(res, name, type(values[0])(med) if isinstance(values[0], int) else med)
+    res.failures = sum(r.failures for r in runs)
+    res.note = "; ".join(sorted({r.note for r in runs if r.note}))
+    costed = sorted((r for r in runs if r.cpu_s_per_m is not None), key=lambda r: r.cpu_s_per_m)
+    res.extra = {"runs": len(runs), **(costed[len(costed) // 2].extra if costed else {})}
+    return res
 
 
 def run_child(cmd: list[str], log: Path, timeout: float) -> tuple[str, int]:
@@ -524,8 +552,12 @@ def main() -> int:
     p.add_argument("--fleet-duration", type=int, default=30,
                    help="seconds of the fleet workload (1 reading per vehicle and second)")
     p.add_argument("--fleetmq", default=None, help="the fleetmq binary (release build)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs per workload and broker, in rounds; the table shows medians")
     p.add_argument("--out", default=None, help="write results as JSON here")
     args = p.parse_args()
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     args.fleetmq = args.fleetmq or default_fleetmq()
     args.fleetmq_shards = sorted({int(s) for s in args.fleetmq_shards.split(",")}, reverse=True)
     if "fleetmq" not in args.brokers.split(","):
@@ -554,12 +586,15 @@ def main() -> int:
     try:
         for name in workloads:
             desc, runner, archive = WORKLOADS[name]
-            results = []
-            for broker in brokers:
+            runs: dict[str, list[Result]] = {}
+            # Rounds visit every broker in turn, so a slow spell of this shared machine falls
+            # on all of them rather than on one.
+            for round_no, broker in ((n, b) for n in range(1, args.repeat + 1) for b in brokers):
                 if name == "idle" and broker.kind == "fleetmq" and broker.shards != max(args.fleetmq_shards):
                     continue
-                print(f"== {name} on {broker.name}", file=sys.stderr, flush=True)
-                run_dir = work / f"{name}-{broker.name}"
+                print(f"== {name} on {broker.name}" + (f" (round {round_no})" if args.repeat > 1 else ""),
+                      file=sys.stderr, flush=True)
+                run_dir = work / f"{name}-{broker.name}-{round_no}"
                 run_dir.mkdir()
                 ctx.work = run_dir
                 running = None
@@ -574,10 +609,14 @@ def main() -> int:
                 finally:
                     if running is not None:
                         running.stop()
-                results.append(res)
+                runs.setdefault(broker.name, []).append(res)
                 all_results.append(res)
                 print(f"   {res}", file=sys.stderr, flush=True)
+            results = [median_result(r) for r in runs.values()]
             section = table(name, results)
+            if args.repeat > 1:
+                section = section.replace("\n\n|", f"\n\nMedians of {args.repeat} runs per broker, "
+                                          "each figure on its own.\n\n|", 1)
             report.append(section)
             print(section + "\n", flush=True)
     finally:
