@@ -156,9 +156,6 @@ struct Conn {
 
 impl Conn {
     /// The reader and the writer of the connection, side by side on one stream.
-    ///
-    /// A plain function building the future: built inside the `async` block of [`serve`], its
-    /// parts would each take room there as temporaries beside the combined future.
     fn serve_on<'a, S>(&'a mut self, stream: &'a RefCell<S>) -> impl Future<Output = ()> + 'a
     where
         S: AsyncRead + AsyncWrite + Unpin + 'a,
