@@ -179,6 +179,8 @@ class Running:
 
     def __init__(self, broker: Broker, work: Path, archive: bool, fleetmq: str):
         self.broker = broker
+        # Where the fleet workload's archive is written: fleetmq's own, or the ingest sidecar's.
+        self.archive_dir = work / ("data" if broker.kind == "fleetmq" else "archive")
         self.port = free_port()
         self.log = open(work / f"{broker.name}.log", "wb")
         self.proc = subprocess.Popen(broker.command(self.port, work, archive), cwd=work,
@@ -192,9 +194,11 @@ class Running:
         if archive and broker.kind != "fleetmq":
             # fleetmq archives inside the broker; a peer needs fleetmq's archive as a client,
             # and its CPU counts as the broker's: the job is the same.
+            # rumqttd's listener here is its MQTT 3.1.1 one ([v4.1]); it drops an MQTT 5 CONNECT.
+            version = "3.1.1" if broker.kind == "rumqttd" else "5"
             self.sidecar = subprocess.Popen(
                 [fleetmq, "ingest", "--broker", f"mqtt://127.0.0.1:{self.port}",
-                 "--data", str(work / "archive")],
+                 "--data", str(work / "archive"), "--mqtt-version", version],
                 cwd=work, stdout=self.log, stderr=subprocess.STDOUT)
         time.sleep(0.5)
 
@@ -387,6 +391,24 @@ def fleet_workload(ctx: "Context", running: Running) -> Result:
         res.gen_cpu_s_per_m = (gen1 - gen0) / res.delivered * 1e6
     res.extra = {"wall_seconds": wall, **summary}
     return res
+
+
+def archived_readings(fleetmq: str, data: Path) -> dict[str, int]:
+    """Rows in the archive at `data`, read back with `fleetmq query` once the broker (and its
+    ingest sidecar) stopped: all of them, and distinct (vehicle, seq) pairs, over both tables.
+    Empty when the archive cannot be read."""
+    found = {"archived": 0, "archived_distinct": 0}
+    for name in ("gps", "reefer"):
+        sql = f"SELECT count(*) AS n, count(DISTINCT (vehicle_id, seq)) AS d FROM {name}"
+        try:
+            out = subprocess.run([fleetmq, "query", "--data", str(data), "--format", "csv", sql],
+                                 capture_output=True, text=True, timeout=300)
+            rows, distinct = out.stdout.strip().splitlines()[-1].split(",")
+            found["archived"] += int(rows)
+            found["archived_distinct"] += int(distinct)
+        except (subprocess.SubprocessError, ValueError, IndexError):
+            return {}
+    return found
 
 
 def parse_simulate(text: str) -> dict[str, int]:
@@ -609,6 +631,15 @@ def main() -> int:
                 finally:
                     if running is not None:
                         running.stop()
+                if name == "fleet" and running is not None and res.delivered:
+                    # Every reading the vehicles published must be in the archive, once.
+                    counts = archived_readings(args.fleetmq, running.archive_dir)
+                    res.extra.update(counts)
+                    if counts.get("archived") != res.delivered or \
+                            counts.get("archived_distinct") != res.delivered:
+                        res.note = (f"archive holds {counts.get('archived', '?')} rows "
+                                    f"({counts.get('archived_distinct', '?')} distinct) for "
+                                    f"{res.delivered} readings published")
                 runs.setdefault(broker.name, []).append(res)
                 all_results.append(res)
                 print(f"   {res}", file=sys.stderr, flush=True)

@@ -195,3 +195,59 @@ fn archive_across_a_kill(port: u16) {
     assert_eq!(archived.len(), expected.len());
     assert_eq!(parquet_files(&data.join("rejects")).len(), 1);
 }
+
+/// A broker that speaks only MQTT 3.1.1 may drop an MQTT 5 CONNECT without a CONNACK (rumqttd's
+/// 3.1.1 listener does). The ingest retries, and its warning must say what is wrong and which
+/// option fixes it, not only that the connection closed.
+#[test]
+fn a_broker_that_drops_mqtt_5_gets_a_warning_naming_the_fix() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (levels_tx, levels) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            // Fixed header (2 bytes for a small CONNECT), then "\0\x04MQTT" and the level.
+            let mut head = [0u8; 9];
+            if stream.read_exact(&mut head).is_ok() {
+                let _ = levels_tx.send(head[8]);
+            }
+            // Closed without a CONNACK, as a 3.1.1-only broker does with level 5.
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = fleetmq()
+        .args([
+            "ingest",
+            "--broker",
+            &format!("mqtt://127.0.0.1:{port}"),
+            "--data",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _child = Killed(child);
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    assert_eq!(levels.recv_timeout(Duration::from_secs(20)).unwrap(), 5);
+    let warning = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a warning about the lost connection");
+        if line.contains("connection lost") {
+            break line;
+        }
+    };
+    assert!(
+        warning.contains("without answering CONNECT") && warning.contains("--mqtt-version 3.1.1"),
+        "{warning}"
+    );
+}

@@ -52,6 +52,21 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+impl Session<'_> {
+    /// Why the connection ended when the broker closed it (`connected`: after its CONNACK). A
+    /// broker that speaks only MQTT 3.1.1 may drop an MQTT 5 CONNECT without a word (rumqttd's
+    /// 3.1.1 listener does), and the retries would then go on for ever with nothing to say what
+    /// is wrong.
+    fn closed_before_connack(&self, connected: bool) -> &'static str {
+        if !connected && self.config.protocol.is_v5() {
+            "the broker closed the connection without answering CONNECT: a broker that speaks \
+             only MQTT 3.1.1 does that to an MQTT 5 client (try --mqtt-version 3.1.1)"
+        } else {
+            "the broker closed the connection"
+        }
+    }
+}
+
 impl<'a> Session<'a> {
     pub(super) fn new(
         config: &'a StandaloneConfig,
@@ -144,13 +159,21 @@ impl<'a> Session<'a> {
                 Ok(Ok(0)) => {
                     buf.truncate(start);
                     break Err(SubscriberError::Protocol(
-                        "the broker closed the connection".into(),
+                        self.closed_before_connack(connected).into(),
                     ));
                 }
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => {
                     buf.truncate(start);
-                    break Err(e.into());
+                    // A close with our SUBSCRIBE still unread arrives as a reset.
+                    let reset = matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                    );
+                    break Err(match reset && !connected {
+                        true => SubscriberError::Protocol(self.closed_before_connack(false).into()),
+                        false => e.into(),
+                    });
                 }
                 Err(_) => 0,
             };
@@ -169,8 +192,13 @@ impl<'a> Session<'a> {
                 match packet {
                     Packet::ConnAck(ack) => {
                         if ack.reason.is_error() {
+                            let hint = if ack.reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION {
+                                " (try --mqtt-version 3.1.1)"
+                            } else {
+                                ""
+                            };
                             return Err(SubscriberError::Protocol(format!(
-                                "the broker refused the connection: {}",
+                                "the broker refused the connection: {}{hint}",
                                 ack.reason
                             )));
                         }
