@@ -23,8 +23,9 @@ fn wait_port(port: u16) {
     drop(connect_when_listening(port));
 }
 
-/// Starts `fleetmq ingest` and waits until its session is subscribed.
-fn start_ingest(port: u16, data: &Path) -> Killed {
+/// Starts `fleetmq ingest` against the broker on `port`, logging at `log_level`; its stderr
+/// comes back line by line.
+fn spawn_ingest(port: u16, data: &Path, log_level: &str) -> (Killed, mpsc::Receiver<String>) {
     let mut child = fleetmq()
         .args([
             "ingest",
@@ -34,7 +35,7 @@ fn start_ingest(port: u16, data: &Path) -> Killed {
         ])
         .arg(data)
         .args(["--client-id", "archive-test"])
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", log_level)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -42,16 +43,26 @@ fn start_ingest(port: u16, data: &Path) -> Killed {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ingest connected") {
-                let _ = tx.send(());
-            }
+            let _ = tx.send(line);
         }
     });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("ingest connects");
+    (Killed(child), rx)
+}
+
+/// Starts `fleetmq ingest` and waits until its session is subscribed.
+fn start_ingest(port: u16, data: &Path) -> Killed {
+    let (ingest, lines) = spawn_ingest(port, data, "info");
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("ingest connects");
+        if line.contains("ingest connected") {
+            break;
+        }
+    }
     // The SUBSCRIBE went out with CONNECT; give the broker a moment to apply it.
     std::thread::sleep(Duration::from_millis(300));
-    Killed(child)
+    ingest
 }
 
 fn gps(seq: u64) -> String {
@@ -217,26 +228,7 @@ fn a_broker_that_drops_mqtt_5_gets_a_warning_naming_the_fix() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let mut child = fleetmq()
-        .args([
-            "ingest",
-            "--broker",
-            &format!("mqtt://127.0.0.1:{port}"),
-            "--data",
-        ])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _child = Killed(child);
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let (_ingest, lines) = spawn_ingest(port, dir.path(), "warn");
     assert_eq!(levels.recv_timeout(Duration::from_secs(20)).unwrap(), 5);
     let warning = loop {
         let line = lines
