@@ -171,7 +171,9 @@ impl<'a> Session<'a> {
                         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
                     );
                     break Err(match reset && !connected {
-                        true => SubscriberError::Protocol(self.closed_before_connack(false).into()),
+                        true => {
+                            SubscriberError::Protocol(self.closed_before_connack(connected).into())
+                        }
                         false => e.into(),
                     });
                 }
