@@ -95,6 +95,17 @@ pub struct MqttClient {
 impl MqttClient {
     /// Connects (clean session) and waits for CONNACK.
     pub fn connect(port: u16, protocol: Protocol, client_id: &str) -> MqttClient {
+        MqttClient::connect_session(port, protocol, client_id, true).0
+    }
+
+    /// Connects with `clean_start` (a 5.0 session that is kept gets an hour's expiry) and
+    /// returns the client with CONNACK's session-present flag.
+    pub fn connect_session(
+        port: u16,
+        protocol: Protocol,
+        client_id: &str,
+        clean_start: bool,
+    ) -> (MqttClient, bool) {
         let stream = connect_when_listening(port);
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -105,18 +116,44 @@ impl MqttClient {
             buf: BytesMut::new(),
             pkid: 0,
         };
+        let mut properties = Properties::default();
+        if protocol == Protocol::V5 && !clean_start {
+            properties.session_expiry_interval = Some(3600);
+        }
         client.send(&Packet::Connect(Connect {
             protocol,
-            clean_start: true,
+            clean_start,
             keep_alive: 60,
             client_id: ByteStr::from(client_id),
             will: None,
             username: None,
             password: None,
+            properties,
+        }));
+        match client.next() {
+            Some(Packet::ConnAck(ack)) => {
+                assert_eq!(ack.reason, protocol::ReasonCode::SUCCESS, "CONNACK refused");
+                (client, ack.session_present)
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Subscribes to `filter` at `qos` and waits for SUBACK.
+    pub fn subscribe(&mut self, filter: &str, qos: QoS) {
+        self.pkid = self.pkid.wrapping_add(1).max(1);
+        self.send(&Packet::Subscribe(protocol::Subscribe {
+            pkid: self.pkid,
+            subscriptions: vec![protocol::Subscription {
+                filter: ByteStr::from(filter),
+                options: protocol::SubscriptionOptions {
+                    qos,
+                    ..Default::default()
+                },
+            }],
             properties: Properties::default(),
         }));
-        assert!(matches!(client.next(), Some(Packet::ConnAck(_))));
-        client
+        assert!(matches!(self.next(), Some(Packet::SubAck(_))));
     }
 
     /// Writes a packet.
@@ -142,12 +179,17 @@ impl MqttClient {
 
     /// Publishes at QoS 1 and waits for its PUBACK.
     pub fn publish_acked(&mut self, topic: &str, payload: impl Into<Bytes>) {
+        self.publish_acked_with(topic, payload, false);
+    }
+
+    /// Publishes at QoS 1, retained or not, and waits for its PUBACK.
+    pub fn publish_acked_with(&mut self, topic: &str, payload: impl Into<Bytes>, retain: bool) {
         self.pkid = self.pkid.wrapping_add(1).max(1);
         let pkid = self.pkid;
         self.send(&Packet::Publish(Publish {
             dup: false,
             qos: QoS::AtLeastOnce,
-            retain: false,
+            retain,
             topic: ByteStr::from(topic),
             pkid,
             payload: payload.into(),

@@ -4,10 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::io::{
-    Directory, DmaFile, DmaStreamReaderBuilder, DmaStreamWriter, DmaStreamWriterBuilder,
-};
+pub(super) use seglog::blocking;
+use seglog::{AppendFile, IoMode};
 
 use super::{codec, frame, Record, StateSource};
 use crate::config::PersistenceSettings;
@@ -44,23 +42,9 @@ pub(super) fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(out)
 }
 
-/// Runs blocking file-system work off the executor thread.
-pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    glommio::executor().spawn_blocking(f).await
-}
-
+/// Reads a whole snapshot or segment (through the page cache: see [`seglog::read_whole`]).
 pub(super) async fn read_file(path: &Path) -> Result<Bytes, String> {
-    let file = DmaFile::open(path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut reader = DmaStreamReaderBuilder::new(file)
-        .with_buffer_size(128 << 10)
-        .build();
-    let mut buf = Vec::new();
-    let read = reader.read_to_end(&mut buf).await;
-    let _ = reader.close().await;
-    read.map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Bytes::from(buf))
+    seglog::read_whole(path).await.map_err(|e| e.to_string())
 }
 
 /// Takes the state directory's exclusive lock (created if need be), held for as long as the
@@ -136,18 +120,17 @@ pub async fn remove_shard_dir(settings: &PersistenceSettings, shard: usize) {
 /// grows with the size of its state.
 pub(super) async fn write_snapshot(
     dir: &Path,
+    io: IoMode,
     next_segment: u64,
     source: &dyn StateSource,
 ) -> Result<u64, String> {
     /// Encoded bytes handed to the writer at once.
     const CHUNK: usize = 256 << 10;
     let tmp = dir.join(SNAPSHOT_TMP);
-    let file = DmaFile::create(&tmp)
+    let failed = |e: std::io::Error| format!("{}: {e}", tmp.display());
+    let mut writer = AppendFile::create(&tmp, io, WRITE_BUFFER)
         .await
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let mut writer = DmaStreamWriterBuilder::new(file)
-        .with_buffer_size(WRITE_BUFFER)
-        .build();
+        .map_err(failed)?;
     let mut buf = Vec::with_capacity(CHUNK);
     let mut w = codec::Writer::default();
     Record::SnapshotHeader { next_segment }.encode(&mut w);
@@ -160,7 +143,7 @@ pub(super) async fn write_snapshot(
             frame::encode(&w.buf, &mut buf);
         }
         if buf.len() >= CHUNK {
-            writer.write_all(&buf).await.map_err(|e| e.to_string())?;
+            writer.write_all(&buf).await.map_err(failed)?;
             total += buf.len() as u64;
             buf.clear();
         }
@@ -168,10 +151,10 @@ pub(super) async fn write_snapshot(
             glommio::yield_if_needed().await;
         }
     }
-    writer.write_all(&buf).await.map_err(|e| e.to_string())?;
+    writer.write_all(&buf).await.map_err(failed)?;
     total += buf.len() as u64;
-    writer.sync().await.map_err(|e| e.to_string())?;
-    writer.close().await.map_err(|e| e.to_string())?;
+    writer.sync().await.map_err(failed)?;
+    writer.close().await.map_err(failed)?;
     let (from, to) = (tmp.clone(), dir.join(SNAPSHOT));
     blocking(move || std::fs::rename(from, to))
         .await
@@ -181,25 +164,21 @@ pub(super) async fn write_snapshot(
 }
 
 pub(super) async fn sync_dir(dir: &Path) -> Result<(), String> {
-    let directory = Directory::open(dir)
-        .await
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    directory.sync().await.map_err(|e| e.to_string())?;
-    let _ = directory.close().await;
-    Ok(())
+    seglog::sync_dir(dir).await.map_err(|e| e.to_string())
 }
 
 /// Creates segment `segment` and makes its directory entry durable.
-pub(super) async fn create_segment(dir: &Path, segment: u64) -> Result<DmaStreamWriter, String> {
+pub(super) async fn create_segment(
+    dir: &Path,
+    io: IoMode,
+    segment: u64,
+) -> Result<AppendFile, String> {
     let path = segment_path(dir, segment);
-    let file = DmaFile::create(&path)
+    let file = AppendFile::create(&path, io, WRITE_BUFFER)
         .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| e.to_string())?;
     sync_dir(dir).await?;
-    Ok(DmaStreamWriterBuilder::new(file)
-        .with_buffer_size(WRITE_BUFFER)
-        .with_write_behind(2)
-        .build())
+    Ok(file)
 }
 
 /// Deletes a file; a failure is logged (recovery skips segments older than the snapshot).

@@ -33,8 +33,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_lite::{future::poll_fn, AsyncWriteExt};
-use glommio::io::DmaStreamWriter;
+use futures_lite::future::poll_fn;
+use seglog::{AppendFile, IoMode};
 
 use files::{
     blocking, create_segment, list_segments, read_file, remove, segment_path, write_snapshot,
@@ -47,12 +47,20 @@ pub(crate) use values::unix_ms_now;
 
 use crate::config::{FsyncPolicy, PersistenceSettings};
 
-/// Why the state directory cannot be used.
+/// Why the state directory cannot be used. Its message names the file, what was being done
+/// to it and what the user can do.
 #[derive(Debug, thiserror::Error)]
-#[error("broker state of shard {shard} ({path}): {message}")]
+#[error(
+    "broker state of shard {shard}: {op} {path}: {message}. The state directory must be \
+     readable and writable by this user, on a filesystem mounted read-write with space left; \
+     to start without this state, move the shard's directory aside (its sessions, \
+     subscriptions and retained messages are then not restored) or run with --no-persistence"
+)]
 pub struct PersistError {
     /// The shard.
     pub shard: usize,
+    /// What was being done: "reading", "creating", ...
+    pub op: &'static str,
     /// The file or directory.
     pub path: String,
     /// What went wrong.
@@ -150,6 +158,8 @@ pub struct Recovery {
     pub torn: u64,
     /// When recovery began.
     started: Instant,
+    /// How the shard's directory is written (probed once, at recovery).
+    io: IoMode,
 }
 
 /// Loads shard `shard`'s snapshot and replays its log.
@@ -164,8 +174,9 @@ pub async fn recover(
 ) -> Result<Recovery, PersistError> {
     let started = Instant::now();
     let dir = shard_dir(settings, shard);
-    let err = |path: &Path, message: String| PersistError {
+    let err = |op: &'static str, path: &Path, message: String| PersistError {
         shard,
+        op,
         path: path.display().to_string(),
         message,
     };
@@ -173,14 +184,17 @@ pub async fn recover(
         let listed = dir.clone();
         blocking(move || std::fs::create_dir_all(&listed).and_then(|()| list_segments(&listed)))
             .await
-            .map_err(|e| err(&dir, e.to_string()))?
+            .map_err(|e| err("creating or listing", &dir, e.to_string()))?
     };
+    let io = seglog::probe(&dir).await;
     let mut state = Recovered::default();
     let mut torn = 0;
     let mut first_segment = 0;
     let snapshot = dir.join(SNAPSHOT);
     if snapshot.exists() {
-        let buf = read_file(&snapshot).await.map_err(|e| err(&snapshot, e))?;
+        let buf = read_file(&snapshot)
+            .await
+            .map_err(|e| err("reading", &snapshot, e))?;
         let scan = frame::scan(&buf);
         if let Some((offset, why)) = scan.torn {
             // Snapshots are renamed into place only once synced: this is damage on disk.
@@ -204,7 +218,9 @@ pub async fn recover(
     let mut replayed = 0;
     for &seg in segments.iter().filter(|s| **s >= first_segment) {
         let path = segment_path(&dir, seg);
-        let buf = read_file(&path).await.map_err(|e| err(&path, e))?;
+        let buf = read_file(&path)
+            .await
+            .map_err(|e| err("reading", &path, e))?;
         let scan = frame::scan(&buf);
         let mut valid = scan.valid_len;
         let mut why = scan.torn;
@@ -232,15 +248,15 @@ pub async fn recover(
                 cut_bytes = buf.len() as u64 - valid,
                 "broker state: torn or corrupt log tail cut off; state recovered up to it"
             );
-            let path = path.clone();
+            let cut = path.clone();
             blocking(move || {
                 std::fs::OpenOptions::new()
                     .write(true)
-                    .open(&path)
+                    .open(&cut)
                     .and_then(|f| f.set_len(valid).and_then(|()| f.sync_all()))
             })
             .await
-            .map_err(|e| err(&dir, e.to_string()))?;
+            .map_err(|e| err("cutting the torn tail of", &path, e.to_string()))?;
         }
     }
     Ok(Recovery {
@@ -249,14 +265,16 @@ pub async fn recover(
         replayed,
         torn,
         started,
+        io,
     })
 }
 
 /// The writing side, owned by the background task.
 struct Log {
     dir: PathBuf,
+    io: IoMode,
     segment: u64,
-    writer: DmaStreamWriter,
+    writer: AppendFile,
     compact_bytes: u64,
     sync_interval: Duration,
     last_sync: Instant,
@@ -279,15 +297,22 @@ impl Persist {
     ) -> Result<Persist, PersistError> {
         let dir = shard_dir(settings, shard);
         let segment = recovery.segments.last().map_or(0, |s| s + 1);
-        let err = |message: String| PersistError {
-            shard,
-            path: dir.display().to_string(),
-            message,
+        let err = |op: &'static str| {
+            let path = dir.display().to_string();
+            move |message: String| PersistError {
+                shard,
+                op,
+                path,
+                message,
+            }
         };
-        let snapshot_bytes = write_snapshot(&dir, segment, source.as_ref())
+        let io = recovery.io;
+        let snapshot_bytes = write_snapshot(&dir, io, segment, source.as_ref())
             .await
-            .map_err(err)?;
-        let writer = create_segment(&dir, segment).await.map_err(err)?;
+            .map_err(err("writing a snapshot in"))?;
+        let writer = create_segment(&dir, io, segment)
+            .await
+            .map_err(err("creating a log segment in"))?;
         for old in recovery.segments {
             remove(segment_path(&dir, old)).await;
         }
@@ -306,6 +331,7 @@ impl Persist {
         });
         let log = Log {
             dir,
+            io,
             segment,
             writer,
             compact_bytes: settings.compact_bytes,
@@ -449,9 +475,9 @@ async fn run(inner: Rc<Inner>, mut log: Log) {
             return;
         }
         let mut stats = inner.stats.get();
-        stats.log_bytes = log.snapshot_bytes + log.writer.current_pos();
+        stats.log_bytes = log.snapshot_bytes + log.writer.position();
         inner.stats.set(stats);
-        if log.writer.current_pos() >= log.compact_bytes {
+        if log.writer.position() >= log.compact_bytes {
             match log.compact().await {
                 Ok(()) => {
                     let mut stats = inner.stats.get();
@@ -495,11 +521,12 @@ impl Log {
     /// Snapshot now, continue in a new segment, delete the old one.
     async fn compact(&mut self) -> Result<(), String> {
         let next = self.segment + 1;
-        let new_writer = create_segment(&self.dir, next).await?;
+        let new_writer = create_segment(&self.dir, self.io, next).await?;
         // Everything appended from now on, and what is still pending, goes to the new segment
         // (redo-safe over the snapshot).
-        self.snapshot_bytes = write_snapshot(&self.dir, next, self.source.as_ref()).await?;
-        let mut old = std::mem::replace(&mut self.writer, new_writer);
+        self.snapshot_bytes =
+            write_snapshot(&self.dir, self.io, next, self.source.as_ref()).await?;
+        let old = std::mem::replace(&mut self.writer, new_writer);
         let _ = old.close().await;
         remove(segment_path(&self.dir, self.segment)).await;
         self.segment = next;

@@ -1,8 +1,9 @@
-//! The per-shard write-ahead log, on glommio DMA files.
+//! The per-shard write-ahead log, on glommio files ([`seglog`]: direct I/O where the
+//! filesystem takes it, the page cache and fdatasync where it does not).
 //!
 //! A shard appends each archived message ([`ShardWal::append`], synchronous and cheap) and
 //! awaits [`ShardWal::durable`] before acknowledging it. One background task per log takes
-//! everything appended since its last round, writes it with one `DmaStreamWriter` write, syncs
+//! everything appended since its last round, writes it with one write, syncs
 //! once (fdatasync), wakes every waiter of that round and hands the now durable records to the
 //! [`Archive`]. While it syncs, the next round accumulates: that is the group commit, and its
 //! batch grows by itself with the load. At a trickle a round would hold one record, so a round
@@ -24,8 +25,8 @@ use std::{
     task::{Poll, Waker},
 };
 
-use futures_lite::{future::poll_fn, AsyncWriteExt};
-use glommio::io::{Directory, DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
+use futures_lite::future::poll_fn;
+use seglog::{blocking, AppendFile, IoMode};
 
 use crate::{writer::file::ensure_dir, Archive, ArchiveError, Record, WalPosition};
 
@@ -84,9 +85,14 @@ impl ShardWal {
         shard: usize,
     ) -> Result<(ShardWal, Vec<Record>, WalPosition), ArchiveError> {
         let dir = archive.config().wal_dir(shard);
-        let wal_err = |e: &dyn std::fmt::Display| ArchiveError::Wal {
+        let wal_err = |op: &str, e: &dyn std::fmt::Display| ArchiveError::Wal {
             shard,
-            message: e.to_string(),
+            message: format!(
+                "{op} {e}. The write-ahead log directory must be readable and writable by this \
+                 user, on a filesystem mounted read-write with space left; moving it aside \
+                 starts without replaying it (what it holds that is not yet in Parquet is then \
+                 not archived)"
+            ),
         };
         let segments = {
             let dir = dir.clone();
@@ -96,6 +102,7 @@ impl ShardWal {
             })
             .await?
         };
+        let io = seglog::probe(&dir).await;
         let checkpoint = archive.checkpoint(shard);
         let mut replayed = Vec::new();
         let mut end = checkpoint;
@@ -107,7 +114,7 @@ impl ShardWal {
             }
             let buf = segment::read(&path)
                 .await
-                .map_err(|e| wal_err(&format_args!("{}: {e}", path.display())))?;
+                .map_err(|e| wal_err(&format!("reading {}:", path.display()), &e))?;
             let scan = segment::scan(seg, &buf);
             if let Some((offset, reason)) = scan.torn {
                 tracing::warn!(
@@ -140,7 +147,9 @@ impl ShardWal {
             .copied()
             .find(|s| *s >= checkpoint.segment)
             .unwrap_or(next);
-        let writer = create_segment(&dir, next).await.map_err(|e| wal_err(&e))?;
+        let writer = create_segment(&dir, io, next)
+            .await
+            .map_err(|e| wal_err("creating a segment:", &e))?;
         if !replayed.is_empty() {
             tracing::info!(shard, records = replayed.len(), %end, "write-ahead log replayed");
             archive.submit(shard, end, replayed.clone());
@@ -155,6 +164,7 @@ impl ShardWal {
             commit_delay: archive.config().commit_delay,
             archive,
             dir,
+            io,
             segment: next,
             oldest,
             writer,
@@ -219,12 +229,13 @@ struct Log {
     shard: usize,
     archive: Arc<Archive>,
     dir: PathBuf,
+    io: IoMode,
     segment_bytes: u64,
     commit_delay: std::time::Duration,
     segment: u64,
     /// Lowest segment that may still be on disk.
     oldest: u64,
-    writer: DmaStreamWriter,
+    writer: AppendFile,
     /// Encoding buffer, reused across commits.
     buf: Vec<u8>,
 }
@@ -243,16 +254,16 @@ impl Log {
             .await
             .map_err(|e| e.to_string())?;
         self.writer.sync().await.map_err(|e| e.to_string())?;
-        Ok(WalPosition::new(self.segment, self.writer.current_pos()))
+        Ok(WalPosition::new(self.segment, self.writer.position()))
     }
 
     /// Starts a new segment once the current one is full.
     async fn rotate_if_full(&mut self) -> Result<(), String> {
-        if self.writer.current_pos() < self.segment_bytes {
+        if self.writer.position() < self.segment_bytes {
             return Ok(());
         }
-        let next = create_segment(&self.dir, self.segment + 1).await?;
-        let mut full = std::mem::replace(&mut self.writer, next);
+        let next = create_segment(&self.dir, self.io, self.segment + 1).await?;
+        let full = std::mem::replace(&mut self.writer, next);
         self.segment += 1;
         full.close().await.map_err(|e| e.to_string())
     }
@@ -348,25 +359,13 @@ fn wake_all(waiters: &mut Vec<Waker>) {
 }
 
 /// Creates segment `segment` in `dir` and makes its directory entry durable.
-async fn create_segment(dir: &Path, segment: u64) -> Result<DmaStreamWriter, String> {
+async fn create_segment(dir: &Path, io: IoMode, segment: u64) -> Result<AppendFile, String> {
     let path = segment::path(dir, segment);
-    let file = DmaFile::create(&path)
+    let file = AppendFile::create(&path, io, WRITE_BUFFER)
         .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let directory = Directory::open(dir)
-        .await
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    directory.sync().await.map_err(|e| e.to_string())?;
-    let _ = directory.close().await;
-    Ok(DmaStreamWriterBuilder::new(file)
-        .with_buffer_size(WRITE_BUFFER)
-        .with_write_behind(2)
-        .build())
-}
-
-/// Runs blocking file-system work off the executor thread.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    glommio::executor().spawn_blocking(f).await
+        .map_err(|e| e.to_string())?;
+    seglog::sync_dir(dir).await.map_err(|e| e.to_string())?;
+    Ok(file)
 }
 
 /// Deletes a segment file; a failure is logged (the file is retried at the next open).

@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use futures_lite::AsyncReadExt;
-use glommio::io::{DmaFile, DmaStreamReaderBuilder};
 
 use super::frame::{decode, Frame};
 use crate::{Record, WalPosition};
@@ -36,17 +34,9 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(segments)
 }
 
-/// Reads a whole segment with glommio's DMA stream reader.
-pub async fn read(path: &Path) -> Result<Bytes, glommio::GlommioError<()>> {
-    let file = DmaFile::open(path).await?;
-    let mut reader = DmaStreamReaderBuilder::new(file)
-        .with_buffer_size(128 << 10)
-        .build();
-    let mut buf = Vec::new();
-    let read = reader.read_to_end(&mut buf).await;
-    reader.close().await?;
-    read?;
-    Ok(Bytes::from(buf))
+/// Reads a whole segment (through the page cache: see [`seglog::read_whole`]).
+pub async fn read(path: &Path) -> std::io::Result<Bytes> {
+    seglog::read_whole(path).await
 }
 
 /// The records of one segment, as replay finds them.

@@ -1,0 +1,26 @@
+//! The files under fleetmq's logs (the broker's state log and the archive's write-ahead log).
+//!
+//! Both logs append frames to segment files from a glommio executor and must make them durable
+//! before anything is acknowledged. Direct I/O (`O_DIRECT`, glommio's DMA files) keeps the log
+//! out of the page cache, but not every filesystem a user puts `--data` on accepts it: ramfs,
+//! tmpfs before Linux 6.6, many FUSE and network filesystems refuse it. [`probe`] tries it once
+//! per directory, and [`AppendFile`] then writes either way with the same guarantee: data is
+//! durable once [`AppendFile::sync`] returns (an fdatasync in the buffered case).
+//!
+//! Reading is always buffered ([`read_whole`]): logs are read once, at start-up, whole, and the
+//! page cache reads any file on any filesystem, whatever its size or how it was written.
+//!
+//! # Layout
+//! - [`io_mode`]: [`IoMode`] and [`probe`], which picks it for a directory.
+//! - [`append`]: [`AppendFile`], the segment writer.
+//! - [`fs`]: whole-file reads, directory syncs, blocking work off the executor.
+
+#![warn(missing_docs)]
+
+pub mod append;
+pub mod fs;
+pub mod io_mode;
+
+pub use append::AppendFile;
+pub use fs::{blocking, read_whole, sync_dir};
+pub use io_mode::{probe, IoMode};
