@@ -369,11 +369,12 @@ fn restarts_on_tmpfs() {
 /// A filesystem mounted for the test and unmounted when it ends.
 struct Mounted {
     point: tempfile::TempDir,
-    _work: Option<tempfile::TempDir>,
+    /// What the filesystem lives on (an image, overlay layers), removed after the unmount.
+    _backing: Option<tempfile::TempDir>,
 }
 
 impl Mounted {
-    fn new(args: &[&str], work: Option<tempfile::TempDir>) -> Mounted {
+    fn new(args: &[&str], backing: Option<tempfile::TempDir>) -> Mounted {
         let point = tempfile::tempdir().unwrap();
         let status = Command::new("mount")
             .args(args)
@@ -384,7 +385,10 @@ impl Mounted {
             status.success(),
             "mount {args:?} failed (this test needs root)"
         );
-        Mounted { point, _work: work }
+        Mounted {
+            point,
+            _backing: backing,
+        }
     }
 }
 
@@ -423,6 +427,26 @@ fn restarts_on_a_filesystem_that_refuses_direct_io() {
         refused.is_err(),
         "ramfs took O_DIRECT: the test proves nothing"
     );
+    matrix_under(mounted.point.path());
+}
+
+/// xfs, on a loop device over a sparse image file.
+#[test]
+#[ignore = "mounts an xfs image: needs root and mkfs.xfs (CI installs xfsprogs and runs it)"]
+fn restarts_on_xfs() {
+    let image_dir = tempfile::tempdir().unwrap();
+    let image = image_dir.path().join("xfs.img");
+    fs::File::create(&image)
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    let made = Command::new("mkfs.xfs")
+        .arg("-q")
+        .arg(&image)
+        .status()
+        .expect("running mkfs.xfs (Debian package xfsprogs)");
+    assert!(made.success(), "mkfs.xfs failed");
+    let mounted = Mounted::new(&["-o", "loop", image.to_str().unwrap()], Some(image_dir));
     matrix_under(mounted.point.path());
 }
 
