@@ -519,3 +519,75 @@ fn a_state_that_cannot_be_read_fails_the_start_with_the_file_and_the_fix() {
         "the broker said it was serving:\n{stderr}"
     );
 }
+
+/// One connection with 100 QoS 1 messages in flight (a gateway forwarding a fleet): the broker
+/// reads on while earlier messages wait for their group commit, and still acknowledges none
+/// before it is durable. Killed with SIGKILL in the middle of the stream, the broker comes
+/// back with every acknowledged reading in the archive, once.
+#[test]
+fn no_reading_is_acknowledged_before_it_is_durable_with_100_in_flight() {
+    const TOTAL: usize = 3000;
+    const IN_FLIGHT: usize = 100;
+    const KILL_AFTER: usize = 2000;
+    let root = tempfile::tempdir().unwrap();
+    let place = Place {
+        cwd: root.path().to_path_buf(),
+        data: None,
+    };
+    let _logs = LogsOnFailure(&place.cwd, "100 in flight, then SIGKILL".into());
+    let mut broker = start(&place, 1);
+    let mut gateway = MqttClient::connect(broker.port, Protocol::V3_1_1, "gateway");
+    let mut acked = std::collections::BTreeSet::new();
+    let mut sent = 0;
+    while acked.len() < KILL_AFTER {
+        if sent < TOTAL && sent - acked.len() < IN_FLIGHT {
+            // Packet identifiers 1..=TOTAL: one per reading, none reused.
+            gateway.send(&Packet::Publish(protocol::Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: protocol::ByteStr::from("fleet/gw-1/gps"),
+                pkid: sent as u16 + 1,
+                payload: reading(sent).into(),
+                properties: Properties::default(),
+            }));
+            sent += 1;
+            continue;
+        }
+        match gateway.next() {
+            Some(Packet::PubAck(ack)) => assert!(acked.insert(usize::from(ack.pkid) - 1)),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    assert!(sent - acked.len() > 0, "nothing was in flight at the kill");
+    broker.process.0.kill().unwrap();
+    broker.process.0.wait().unwrap();
+    let again = start(&place, 2);
+    stop(again, Stop::Term);
+    let output = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+        .args([
+            "query",
+            "--data",
+            place.data_dir().to_str().unwrap(),
+            "SELECT seq FROM gps WHERE vehicle_id = 'gw-1' ORDER BY seq",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let archived: Vec<usize> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let distinct: std::collections::BTreeSet<usize> = archived.iter().copied().collect();
+    assert_eq!(distinct.len(), archived.len(), "a reading archived twice");
+    let lost: Vec<_> = acked.difference(&distinct).collect();
+    assert!(lost.is_empty(), "acknowledged but not archived: {lost:?}");
+}

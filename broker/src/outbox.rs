@@ -175,6 +175,8 @@ pub enum CloseRequest {
     Shutdown,
     /// The client cannot keep up with what it is sent.
     SlowConsumer,
+    /// What the client sent could not be made durable: nothing more of it is acknowledged.
+    StorageFailed,
 }
 
 impl CloseRequest {
@@ -185,6 +187,7 @@ impl CloseRequest {
             CloseRequest::TakenOver => ReasonCode::SESSION_TAKEN_OVER,
             CloseRequest::Shutdown => ReasonCode::SERVER_SHUTTING_DOWN,
             CloseRequest::SlowConsumer => ReasonCode::QUOTA_EXCEEDED,
+            CloseRequest::StorageFailed => ReasonCode::UNSPECIFIED_ERROR,
         }
     }
 }

@@ -289,14 +289,19 @@ impl Shard {
             .is_some_and(|p| p.acks_wait())
     }
 
-    /// Waits until everything this shard appended to its state log so far is durable.
+    /// The ticket of the last record this shard appended to its state log, if it keeps one.
+    pub fn log_ticket(&self) -> Option<Ticket> {
+        self.persist.borrow().as_ref().map(|p| p.last_ticket())
+    }
+
+    /// Waits until this shard's state log is durable up to `ticket`.
     ///
     /// # Errors
     /// The log failed.
-    pub async fn log_durable(&self) -> Result<(), String> {
+    pub async fn log_durable_upto(&self, ticket: Ticket) -> Result<(), String> {
         let persist = self.persist.borrow().clone();
         match persist {
-            Some(p) => p.durable(p.last_ticket()).await,
+            Some(p) => p.durable(ticket).await,
             None => Ok(()),
         }
     }

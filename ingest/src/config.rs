@@ -19,12 +19,13 @@ pub struct ArchiveConfig {
     pub rotate_age: Duration,
     /// A write-ahead log segment is closed and a new one started past this size.
     pub wal_segment_bytes: u64,
-    /// Once a record waits, a group commit gathers for this long before it syncs. Without it,
-    /// a fleet whose readings arrive evenly spread (2000 vehicles at 1 Hz) gets about one
-    /// fdatasync per reading, and the broker spent 2.9x the CPU of the same load without the
-    /// archive (1.3x with 10 ms; BENCHMARKS.md). It delays QoS 1 acknowledgements of archived
-    /// messages by at most this much, not their delivery to subscribers; a round that already
-    /// holds 64 records (under load) syncs without waiting. Zero syncs at once.
+    /// Once a record waits, a group commit gathers for this long before it syncs. Zero (the
+    /// default) syncs at once: a lone message is acknowledged after one fdatasync, and under
+    /// load the records that arrive during one sync make the next round by themselves. A
+    /// fleet whose readings arrive evenly spread gets about one fdatasync per reading that
+    /// way; a few milliseconds here trade acknowledgement latency for fewer syncs and less
+    /// CPU (BENCHMARKS.md measures both). A round that already holds 64 records syncs
+    /// without waiting.
     pub commit_delay: Duration,
     /// Number of writer threads; records are spread over them by a hash of the vehicle id, so
     /// each vehicle's rows (and its exactly-once index) live in exactly one thread.
@@ -42,7 +43,7 @@ impl Default for ArchiveConfig {
             rotate_bytes: 64 << 20,
             rotate_age: Duration::from_secs(60),
             wal_segment_bytes: 64 << 20,
-            commit_delay: Duration::from_millis(5),
+            commit_delay: Duration::ZERO,
             writer_threads: 1,
             max_buffered_bytes: 256 << 20,
         }

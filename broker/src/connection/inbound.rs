@@ -1,10 +1,10 @@
 //! PUBLISH from the client and the acknowledgements of both directions' QoS 1/2 flows.
 
-use std::time::Instant;
+use std::{rc::Rc, time::Instant};
 
 use protocol::{Packet, Properties, PubAck, Publish, QoS, ReasonCode};
 
-use super::{Conn, Ending};
+use super::{acks::Durability, Conn, Ending};
 use crate::{
     mesh::ShardMsg,
     message::Message,
@@ -25,8 +25,9 @@ impl Conn {
         }
         let (pkid, qos) = (publish.pkid, publish.qos);
         if !self.can_write(&publish.topic) {
-            self.refuse_publish(&client_id, &publish.topic, pkid, qos);
-            return Ok(());
+            return self
+                .refuse_publish(&client_id, &publish.topic, pkid, qos)
+                .await;
         }
         if qos == QoS::ExactlyOnce {
             let limit = usize::from(self.shard.config.limits.max_inflight);
@@ -37,12 +38,9 @@ impl Conn {
             match seen {
                 // A redelivery of a message we already have: acknowledge, do not route again.
                 Some((true, _)) => {
-                    self.handle.outbox.push(Outgoing::ack(
-                        AckKind::PubRec,
-                        pkid,
-                        ReasonCode::SUCCESS,
-                    ));
-                    return Ok(());
+                    return self
+                        .acknowledge_now(Outgoing::ack(AckKind::PubRec, pkid, ReasonCode::SUCCESS))
+                        .await;
                 }
                 Some((false, true)) => {
                     return Err(Ending::violation(
@@ -57,6 +55,7 @@ impl Conn {
         // Archived telemetry goes to the write-ahead log before anything else; the ack waits
         // for it to be durable, delivery to live subscribers does not.
         let logged = self.log_for_archive(&message);
+        let mut retained_everywhere = None;
         if message.retain {
             let stored = (!message.payload.is_empty()).then(|| message.clone());
             let topic = message.topic.clone();
@@ -65,57 +64,148 @@ impl Conn {
                 message: stored.clone(),
             });
             if qos != QoS::AtMostOnce {
-                // Acknowledge only once every shard has it: a subscribe anywhere then sees it
+                // Acknowledged only once every shard has it: a subscribe anywhere then sees it
                 // (and, under fsync = "always", once shard 0 has logged it durably).
-                let waits = self.shard.acks_wait_for_log();
-                if !self.shard.barrier_with(waits).await && waits {
-                    return Err(Ending::ServerFailure(
-                        "the retained message could not be made durable".into(),
-                    ));
-                }
+                retained_everywhere = Some(self.shard.acks_wait_for_log());
             }
         }
         let outcome = self.shard.route(&message);
-        if let (Some((wal, ticket)), false) = (logged, qos == QoS::AtMostOnce) {
-            if let Err(e) = wal.durable(ticket).await {
-                tracing::error!(shard = self.shard.id, error = %e, "write-ahead log failed; not acknowledging");
-                return Err(Ending::ServerFailure(
-                    "the archive's write-ahead log failed".into(),
-                ));
-            }
+        if qos == QoS::AtMostOnce {
+            return Ok(());
         }
         if qos == QoS::ExactlyOnce {
-            // Before the durability wait: the identifier is part of what must survive.
+            // Logged before the ack's wait is taken: the identifier is part of what must
+            // survive.
             self.inbound_qos2(pkid, true);
-        }
-        if qos != QoS::AtMostOnce {
-            self.await_durable(outcome.remote).await?;
         }
         let reason = if self.protocol.is_v5() && outcome.matched == 0 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
         };
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => {
-                self.handle
-                    .outbox
-                    .push(Outgoing::ack(AckKind::PubAck, pkid, reason))
-            }
-            QoS::ExactlyOnce => {
-                self.handle
-                    .outbox
-                    .push(Outgoing::ack(AckKind::PubRec, pkid, reason))
-            }
+        let kind = match qos {
+            QoS::ExactlyOnce => AckKind::PubRec,
+            _ => AckKind::PubAck,
+        };
+        let durable = self.durability(logged, retained_everywhere, outcome.remote);
+        self.acknowledge(durable, Outgoing::ack(kind, pkid, reason))
+            .await
+    }
+
+    /// What the acknowledgement of a PUBLISH waits for: its archive record durable, with
+    /// `retained_everywhere` every shard holding its retained copy (durably when true), and,
+    /// under `fsync = "always"`, what it changed in this shard's state log (and, when it was
+    /// routed to other shards, in theirs) durable. `None` when it waits for nothing.
+    ///
+    /// Waits on a log are taken as tickets now and only checked later; waits on other shards
+    /// are asked for now, on a task of their own, so that they run while earlier
+    /// acknowledgements are still waiting.
+    fn durability(
+        &self,
+        logged: Option<(Rc<ingest::ShardWal>, ingest::WalTicket)>,
+        retained_everywhere: Option<bool>,
+        remote: bool,
+    ) -> Option<Durability> {
+        let log_waits = self.shard.acks_wait_for_log();
+        let log_ticket = self.shard.log_ticket().filter(|_| log_waits);
+        let peers = log_waits && remote;
+        if logged.is_none() && retained_everywhere.is_none() && log_ticket.is_none() && !peers {
+            return None;
         }
-        Ok(())
+        let shard = self.shard.clone();
+        let asks_peers = peers || retained_everywhere.is_some();
+        let wait = async move {
+            if let Some(durable) = retained_everywhere {
+                if !shard.barrier_with(durable).await && durable {
+                    return Err("the retained message could not be made durable".to_string());
+                }
+            }
+            if let Some((wal, ticket)) = logged {
+                if let Err(e) = wal.durable(ticket).await {
+                    tracing::error!(shard = shard.id, error = %e, "write-ahead log failed; not acknowledging");
+                    return Err("the archive's write-ahead log failed".to_string());
+                }
+            }
+            if peers && !shard.barrier_with(true).await {
+                tracing::error!(
+                    shard = shard.id,
+                    "a peer's state log failed or did not answer; not acknowledging"
+                );
+                return Err("the broker's state log failed".to_string());
+            }
+            if let Some(ticket) = log_ticket {
+                if let Err(e) = shard.log_durable_upto(ticket).await {
+                    tracing::error!(shard = shard.id, error = %e, "state log failed; not acknowledging");
+                    return Err("the broker's state log failed".to_string());
+                }
+            }
+            Ok(())
+        };
+        Some(if asks_peers {
+            Box::pin(glommio::spawn_local(wait))
+        } else {
+            Box::pin(wait)
+        })
+    }
+
+    /// Sends `ack` once `durable` resolves and every acknowledgement queued before it is
+    /// sent, without holding up the reader: it reads on until `pipeline_depth` of them wait.
+    async fn acknowledge(
+        &mut self,
+        durable: Option<Durability>,
+        ack: Outgoing,
+    ) -> Result<(), Ending> {
+        let busy = self.acks.as_ref().is_some_and(|q| q.unsent() > 0);
+        let durable = match (busy, durable) {
+            (false, None) => {
+                self.handle.outbox.push(ack);
+                return Ok(());
+            }
+            (false, Some(mut durable)) => {
+                // Often durable already (a log synced since): no queue, no task.
+                match futures_lite::future::poll_once(&mut durable).await {
+                    Some(Ok(())) => {
+                        self.handle.outbox.push(ack);
+                        return Ok(());
+                    }
+                    Some(Err(why)) => return Err(Ending::ServerFailure(why)),
+                    None => durable,
+                }
+            }
+            (true, durable) => durable.unwrap_or_else(|| Box::pin(async { Ok(()) })),
+        };
+        let queue = self.acks.get_or_insert_with(Rc::default).clone();
+        queue.push(&self.handle, durable, ack);
+        queue.room_below(self.pipeline_depth()).await;
+        match queue.failure() {
+            Some(why) => Err(Ending::ServerFailure(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Acknowledgements that may wait for durability at once before the reader stops reading.
+    /// A 5.0 client never has more than Receive Maximum (`max_inflight`) unacknowledged; a
+    /// 3.1.1 client has a window of its own, and TCP holds what it sends beyond this.
+    fn pipeline_depth(&self) -> usize {
+        4 * usize::from(self.shard.config.limits.max_inflight).max(1)
+    }
+
+    /// Sends an acknowledgement that waits for nothing, behind those that wait (acks of one
+    /// kind leave in the order their packets came).
+    async fn acknowledge_now(&mut self, ack: impl Into<Outgoing>) -> Result<(), Ending> {
+        self.acknowledge(None, ack.into()).await
     }
 
     /// A PUBLISH the ACL denies: not routed, retained or archived. 5.0 clients are told with
     /// 0x87 in PUBACK/PUBREC; 3.1.1 has no way to say it, so they get a plain ack (as from
     /// mosquitto) and the message is dropped and counted.
-    fn refuse_publish(&mut self, client_id: &str, topic: &str, pkid: u16, qos: QoS) {
+    async fn refuse_publish(
+        &mut self,
+        client_id: &str,
+        topic: &str,
+        pkid: u16,
+        qos: QoS,
+    ) -> Result<(), Ending> {
         self.shard
             .metrics
             .drop_message(crate::session::DropReason::NotAuthorized.label());
@@ -141,14 +231,14 @@ impl Conn {
             },
         };
         match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.handle.outbox.push(Packet::PubAck(refusal)),
+            QoS::AtMostOnce => Ok(()),
+            QoS::AtLeastOnce => self.acknowledge_now(Packet::PubAck(refusal)).await,
             QoS::ExactlyOnce => {
                 if !v5 {
                     // The exchange goes on with PUBREL/PUBCOMP as for any accepted message.
                     self.inbound_qos2(pkid, true);
                 }
-                self.handle.outbox.push(Packet::PubRec(refusal));
+                self.acknowledge_now(Packet::PubRec(refusal)).await
             }
         }
     }
@@ -292,27 +382,6 @@ impl Conn {
             changed
         })
         .unwrap_or(false)
-    }
-
-    /// Waits, under `fsync = "always"`, until what this PUBLISH changed in persistent state is
-    /// durable: this shard's log, and with `remote` every other shard's.
-    async fn await_durable(&self, remote: bool) -> Result<(), Ending> {
-        if !self.shard.acks_wait_for_log() {
-            return Ok(());
-        }
-        if remote && !self.shard.barrier_with(true).await {
-            tracing::error!(
-                shard = self.shard.id,
-                "a peer's state log failed or did not answer; not acknowledging"
-            );
-            return Err(Ending::ServerFailure(
-                "the broker's state log failed".into(),
-            ));
-        }
-        self.shard.log_durable().await.map_err(|e| {
-            tracing::error!(shard = self.shard.id, error = %e, "state log failed; not acknowledging");
-            Ending::ServerFailure("the broker's state log failed".into())
-        })
     }
 }
 

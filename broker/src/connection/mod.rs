@@ -7,6 +7,7 @@
 //! socket and on its [`Control`] at once, so the keepalive sweep, a takeover or shutdown can
 //! end it without touching the socket.
 
+mod acks;
 mod connect;
 mod inbound;
 mod shared_stream;
@@ -111,6 +112,7 @@ where
         access: None,
         publish_budget: None,
         problem_information: true,
+        acks: None,
     };
     // Wrapped out here: the `async` block keeps what it captures for its whole life, so a
     // stream captured and wrapped inside would be kept twice.
@@ -152,6 +154,8 @@ struct Conn {
     publish_budget: Option<Box<(f64, Instant)>>,
     /// 5.0 Request Problem Information: reason strings may go in acks (default yes).
     problem_information: bool,
+    /// Acknowledgements waiting for durability, made on the first one.
+    acks: Option<Rc<acks::AckQueue>>,
 }
 
 impl Conn {
@@ -429,6 +433,19 @@ impl Conn {
     /// Closes the connection: tells a 5.0 client why, flushes, detaches the session and sends
     /// the Will when the ending calls for it.
     async fn finish(&mut self, ending: Ending) {
+        if ending != Ending::PeerGone {
+            // Acknowledgements of what the client sent before it left (or before it is told
+            // why it must go) are sent first, as a reader that waited for each would have.
+            if let Some(queue) = self.acks.clone() {
+                let drained = glommio::timer::timeout(Duration::from_secs(2), async {
+                    queue.room_below(1).await;
+                    Ok(())
+                });
+                if drained.await.is_err() {
+                    tracing::debug!(client_id = ?self.client_id(), "acknowledgements still waiting at close");
+                }
+            }
+        }
         match &ending {
             Ending::Violation(code, why) => {
                 self.count_violation();

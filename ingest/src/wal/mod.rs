@@ -6,9 +6,10 @@
 //! everything appended since its last round, writes it with one write, syncs
 //! once (fdatasync), wakes every waiter of that round and hands the now durable records to the
 //! [`Archive`]. While it syncs, the next round accumulates: that is the group commit, and its
-//! batch grows by itself with the load. At a trickle a round would hold one record, so a round
-//! also gathers for `commit_delay` after its first record arrives, unless the round is already
-//! full enough that waiting would only delay its acknowledgements.
+//! batch grows by itself with the load, while a lone record is synced at once. A round can
+//! also be made to gather for `commit_delay` after its first record arrives (fewer syncs at a
+//! trickle, for later acknowledgements), unless it is already full enough that waiting would
+//! only delay its acknowledgements.
 //!
 //! The log is a sequence of segment files `{segment:020}.wal` in `{data}/wal/shard-{n}/`; a
 //! new segment starts past `wal_segment_bytes` and at every open (so a replayed segment is
