@@ -266,14 +266,14 @@ fn check(broker: &Broker, state: State) {
     }
 }
 
-/// Readings of `truck-1` in the archive, distinct by sequence number.
-fn archived_readings(data: &Path) -> (usize, usize) {
+/// The rows `sql` selects from the archive in `data`, as CSV lines without the header.
+fn query(data: &Path, sql: &str) -> Vec<String> {
     let output = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
         .args([
             "query",
             "--data",
             data.to_str().unwrap(),
-            "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM gps WHERE vehicle_id = 'truck-1'",
+            sql,
             "--format",
             "csv",
         ])
@@ -285,7 +285,16 @@ fn archived_readings(data: &Path) -> (usize, usize) {
         String::from_utf8_lossy(&output.stderr)
     );
     let text = String::from_utf8(output.stdout).unwrap();
-    let row = text.lines().nth(1).unwrap_or_default();
+    text.lines().skip(1).map(str::to_owned).collect()
+}
+
+/// Readings of `truck-1` in the archive, distinct by sequence number.
+fn archived_readings(data: &Path) -> (usize, usize) {
+    let rows = query(
+        data,
+        "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM gps WHERE vehicle_id = 'truck-1'",
+    );
+    let row = rows.first().cloned().unwrap_or_default();
     let mut numbers = row.split(',').map(|n| n.trim().parse::<usize>().unwrap());
     (numbers.next().unwrap(), numbers.next().unwrap())
 }
@@ -564,28 +573,13 @@ fn no_reading_is_acknowledged_before_it_is_durable_with_100_in_flight() {
     broker.process.0.wait().unwrap();
     let again = start(&place, 2);
     stop(again, Stop::Term);
-    let output = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
-        .args([
-            "query",
-            "--data",
-            place.data_dir().to_str().unwrap(),
-            "SELECT seq FROM gps WHERE vehicle_id = 'gw-1' ORDER BY seq",
-            "--format",
-            "csv",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let archived: Vec<usize> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
+    let archived: Vec<usize> = query(
+        &place.data_dir(),
+        "SELECT seq FROM gps WHERE vehicle_id = 'gw-1' ORDER BY seq",
+    )
+    .iter()
+    .map(|l| l.trim().parse().unwrap())
+    .collect();
     let distinct: std::collections::BTreeSet<usize> = archived.iter().copied().collect();
     assert_eq!(distinct.len(), archived.len(), "a reading archived twice");
     let lost: Vec<_> = acked.difference(&distinct).collect();

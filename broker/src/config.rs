@@ -181,12 +181,17 @@ impl ArchiveSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest packet accepted from a client, in bytes (announced to 5.0 clients in CONNACK).
+    /// A packet is read whole before it is acted on, so this bounds what one connection can
+    /// make the broker buffer. 8 MiB carries a firmware chunk or hours of store-and-forward
+    /// readings in one message, and fits a session queue's default byte bound twice over.
     pub max_packet_size: u32,
     /// How many QoS 1/2 PUBLISH a client may have unacknowledged towards us (Receive Maximum),
     /// and the most we keep in flight towards a client that announces no limit of its own.
     pub max_inflight: u16,
-    /// QoS 1/2 messages held per session beyond the in-flight window (online or offline);
-    /// further messages are dropped and counted.
+    /// QoS 1/2 messages held per session beyond the in-flight window (online or offline).
+    /// At this bound or `max_queued_bytes`, whichever comes first, a connected subscriber
+    /// holds publishers back ([`crate::pressure`]); an offline or stuck one has further
+    /// messages dropped and counted. The byte bound is the one that matters by default.
     pub max_queued_messages: usize,
     /// Bytes held per session in that queue.
     pub max_queued_bytes: usize,
@@ -257,9 +262,9 @@ impl Default for Config {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_packet_size: 1024 * 1024,
+            max_packet_size: 8 * 1024 * 1024,
             max_inflight: 20,
-            max_queued_messages: 1000,
+            max_queued_messages: 100_000,
             max_queued_bytes: 16 * 1024 * 1024,
             max_outbox_packets: 4096,
             topic_alias_maximum: 10,

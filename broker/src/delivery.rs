@@ -29,6 +29,11 @@ pub(crate) enum Burst {
     RetainedOnSubscribe,
 }
 
+/// Deliveries held for one session while it moves between shards (a takeover, which takes
+/// milliseconds): a bound of its own, not the session queue's, which is sized for a queue that
+/// lasts.
+const HELD_MAX: usize = 1000;
+
 impl Shard {
     /// Counts a message not delivered to `client_id`, and logs it at warn level at most once a
     /// second per shard (with how many went unlogged since), so a flood of drops cannot flood
@@ -82,9 +87,8 @@ impl Shard {
             if st.claims.values().any(|c| c.client_id == *client_id) {
                 // The session is on its way here: the claim's connection takes this when it
                 // installs the session.
-                let limit = self.config.limits.max_queued_messages;
                 let held = st.held.entry(client_id.clone()).or_default();
-                if held.len() < limit {
+                if held.len() < HELD_MAX {
                     held.push(delivery);
                 } else {
                     drop(st);
@@ -156,6 +160,12 @@ impl Shard {
         } else {
             slot.state.enqueue(delivery.clone(), max_queued, max_bytes)
         };
+        if result.is_err() && burst == Burst::Live && !over_shard {
+            // A connected subscriber slows the publishers down before it loses anything.
+            if let Some(seq) = self.queue_under_pressure(slot, &delivery, now) {
+                result = Ok(seq);
+            }
+        }
         if let Err(reason) = result {
             match limits.queue_full_policy {
                 QueueFullPolicy::DropNewest => {}
@@ -270,6 +280,7 @@ impl Shard {
         let after = slot.state.queued_bytes;
         self.queued_total
             .set((self.queued_total.get() + after).saturating_sub(before));
+        self.ease_pressure(slot);
     }
 
     /// Delivers the retained messages matching a new subscription to a local session.

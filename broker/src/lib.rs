@@ -12,6 +12,8 @@
 //! - [`server`]: [`start`] binds listeners and runs the shards; [`BrokerHandle`] stops them.
 //! - [`shard`]: a shard's state, routing of a message, mesh message handling, the sweeper.
 //! - [`delivery`]: delivery to a shard's sessions, queue bounds and drop policy.
+//! - [`pressure`]: a connected subscriber's full queue slows publishers down; a stuck one does
+//!   not.
 //! - [`connection`]: the per-connection MQTT state machine (reader and writer tasks).
 //! - [`session`]: session state that survives a connection and moves between shards.
 //! - [`handoff`]: moving a persistent session between shards' logs, crash-safe.
@@ -48,6 +50,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod outgoing;
 pub mod persist;
+pub mod pressure;
 pub mod recovery;
 pub mod security;
 pub mod server;

@@ -243,6 +243,8 @@ struct ShardSetup {
     ready: std::sync::mpsc::Sender<Result<(), String>>,
     /// Recovery phases reached, summed over shards ([`crate::recovery`]).
     recovery_phase: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connected sessions holding publishers back, over all shards ([`crate::pressure`]).
+    holding_back: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Starts the broker: binds the listeners (so port 0 becomes a real port before anything
@@ -330,6 +332,7 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
         published: published.clone(),
         archive: archive.clone(),
         recovery_phase: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        holding_back: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     };
     let threads = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(nr_shards))
         .name("fleetmq-shard")
@@ -434,7 +437,8 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
             setup.published.clone(),
             setup.archive.clone(),
         )
-        .with_security(setup.security.clone()),
+        .with_security(setup.security.clone())
+        .with_holding_back(setup.holding_back.clone()),
     );
     if let Some(archive) = &setup.archive {
         // Replays what the log holds beyond the archive's checkpoint before taking clients.

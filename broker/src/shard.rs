@@ -10,7 +10,7 @@ use std::{
     hash::{DefaultHasher, Hash, Hasher},
     rc::Rc,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -186,6 +186,15 @@ pub struct Shard {
     /// `connection::read_some`). One shard is one thread, and a read borrows it only for the
     /// duration of one non-blocking `poll_read`, so nobody ever waits for it.
     pub(crate) read_scratch: RefCell<Box<[u8]>>,
+    /// Connected sessions of this shard whose full queue holds publishers back
+    /// ([`crate::pressure`]).
+    pub(crate) pressured: RefCell<HashMap<ByteStr, crate::pressure::Pressure>>,
+    /// Sessions holding publishers back, over every shard of the broker.
+    pub(crate) holding_back: Arc<AtomicUsize>,
+    /// Readers of this shard waiting for `holding_back` to fall to zero.
+    pub(crate) pressure_waiters: RefCell<Vec<std::task::Waker>>,
+    /// A task watches `holding_back` for them.
+    pub(crate) pressure_watch: Cell<bool>,
 }
 
 /// Size of a shard's read scratch buffer: the most one socket read can bring, which is also
@@ -237,7 +246,18 @@ impl Shard {
             queued_total: Cell::new(0),
             auth_log: Cell::new((None, 0)),
             read_scratch: RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice()),
+            pressured: RefCell::new(HashMap::new()),
+            holding_back: Arc::new(AtomicUsize::new(0)),
+            pressure_waiters: RefCell::new(Vec::new()),
+            pressure_watch: Cell::new(false),
         }
+    }
+
+    /// The shard counting, with every other shard of the broker, the sessions that hold
+    /// publishers back (a new shard counts alone).
+    pub fn with_holding_back(mut self, holding_back: Arc<AtomicUsize>) -> Shard {
+        self.holding_back = holding_back;
+        self
     }
 
     /// The shard with these security settings (a new shard lets every client do anything).
@@ -914,6 +934,7 @@ impl Shard {
             tracing::debug!(shard = self.id, client_id = %id, "session expired");
             self.end_session(&id);
         }
+        self.sweep_pressure(now);
         let sweeps = self.sweeps.get() + 1;
         self.sweeps.set(sweeps);
         if sweeps.is_multiple_of(4) {

@@ -234,3 +234,76 @@ async fn sys_topics_report_the_broker() {
     all.subscribed().await;
     all.expect_no_publish(Duration::from_millis(1500)).await;
 }
+
+/// A message of 1 MiB and its topic (a firmware chunk, an hour of buffered readings) is taken
+/// on default settings, over TCP and over WebSocket alike.
+#[test]
+fn a_one_mib_payload_passes_over_tcp_and_websocket() {
+    let broker = TestBroker::start();
+    let mut ws = ws_connect(&broker);
+    let mut buf = BytesMut::new();
+    let hello = Packet::Connect(Connect {
+        protocol: Protocol::V5,
+        clean_start: true,
+        keep_alive: 30,
+        client_id: ByteStr::from("big-browser"),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    });
+    ws.send(Message::Binary(Bytes::from(frame(&hello))))
+        .unwrap();
+    assert!(
+        matches!(ws_next(&mut ws, &mut buf), Packet::ConnAck(a) if a.reason == ReasonCode::SUCCESS)
+    );
+    let subscribe = Packet::Subscribe(Subscribe {
+        pkid: 1,
+        subscriptions: vec![Subscription {
+            filter: ByteStr::from("big/#"),
+            options: SubscriptionOptions::default(),
+        }],
+        properties: Properties::default(),
+    });
+    ws.send(Message::Binary(Bytes::from(frame(&subscribe))))
+        .unwrap();
+    assert!(matches!(ws_next(&mut ws, &mut buf), Packet::SubAck(_)));
+    let big = |topic: &str, fill: u8| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: PQoS::AtLeastOnce,
+            retain: false,
+            topic: ByteStr::from(topic),
+            pkid: 9,
+            payload: Bytes::from(vec![fill; 1 << 20]),
+            properties: Properties::default(),
+        })
+    };
+    // Over TCP, from a raw client.
+    let (mut tcp, _) = common::v5::connect(broker.port(), "big-tcp", false);
+    tcp.send(&big("big/tcp", b't'));
+    assert!(matches!(tcp.recv(common::WAIT), Some(Packet::PubAck(a)) if !a.reason.is_error()));
+    // Over WebSocket, in one binary message.
+    ws.send(Message::Binary(Bytes::from(frame(&big("big/ws", b'w')))))
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match ws_next(&mut ws, &mut buf) {
+            Packet::Publish(p) => seen.push((p.topic.to_string(), p.payload.len(), p.payload[0])),
+            Packet::PubAck(a) => {
+                assert!(!a.reason.is_error(), "{a:?}");
+                seen.push(("puback".into(), 0, 0));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("big/tcp".into(), 1 << 20, b't'),
+            ("big/ws".into(), 1 << 20, b'w'),
+            ("puback".into(), 0, 0),
+        ]
+    );
+}

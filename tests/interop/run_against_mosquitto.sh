@@ -29,7 +29,7 @@ per_listener_settings false
 listener $port 127.0.0.1
 allow_anonymous true
 allow_zero_length_clientid true
-max_packet_size 1048576
+max_packet_size 8388608
 max_keepalive 65535
 max_inflight_messages 20
 max_queued_messages 1000

@@ -70,6 +70,7 @@ impl Conn {
             }
         }
         let outcome = self.shard.route(&message);
+        self.feeds_subscribers = outcome.matched > 0 || outcome.remote;
         if qos == QoS::AtMostOnce {
             return Ok(());
         }

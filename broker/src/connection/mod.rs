@@ -113,6 +113,7 @@ where
         publish_budget: None,
         problem_information: true,
         acks: None,
+        feeds_subscribers: false,
     };
     // Wrapped out here: the `async` block keeps what it captures for its whole life, so a
     // stream captured and wrapped inside would be kept twice.
@@ -156,6 +157,9 @@ struct Conn {
     problem_information: bool,
     /// Acknowledgements waiting for durability, made on the first one.
     acks: Option<Rc<acks::AckQueue>>,
+    /// Its last PUBLISH reached subscribers: it waits while a full subscriber queue holds
+    /// publishers back ([`crate::pressure`]).
+    feeds_subscribers: bool,
 }
 
 impl Conn {
@@ -204,6 +208,12 @@ impl Conn {
             // Read no more PUBLISH while the other shards have not taken what this shard owes
             // them (back-pressure through TCP; nothing is dropped).
             self.shard.wait_for_mesh_room(&self.handle.control).await;
+            // Nor while a connected subscriber's full queue holds the publishers back.
+            if self.feeds_subscribers {
+                self.shard
+                    .wait_for_subscribers(&self.handle.control, self.client_id())
+                    .await;
+            }
             // A socket that always has data would otherwise keep this task running for a whole
             // preemption slice (glommio's is 100 ms): after each read, let the shard's other
             // tasks (accepts, timers, other clients, a subscriber's acks) have their turn.

@@ -175,7 +175,13 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     {
         return;
     }
-    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
+    // A frame or message may hold a whole MQTT packet of the largest size accepted (and a
+    // little more: a client may put more than one packet in a message).
+    let largest = (shard.config.limits.max_packet_size as usize).saturating_mul(2);
+    let limits = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(largest.max(64 << 20)))
+        .max_frame_size(Some(largest.max(16 << 20)));
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(limits)).await;
     connection::serve(shard, websocket::WsBytes::new(ws), peer, cert_user).await;
 }
 
