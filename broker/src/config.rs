@@ -44,12 +44,13 @@ pub struct Config {
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     /// Group commit, and a QoS 1/2 PUBLISH that changed persistent state (a message queued
-    /// for a persistent session, a retained message) is acknowledged only once that change is
-    /// durable on every shard it touched.
+    /// for a persistent session, a retained message) or was archived is acknowledged only once
+    /// that change is durable on every shard it touched and in the write-ahead log.
     #[default]
     Always,
-    /// Group commit as soon as records are appended, but acknowledgements do not wait: a
-    /// crash can lose the last few milliseconds of changes.
+    /// Group commit as soon as records are appended, but acknowledgements do not wait, for
+    /// the state log nor for the archive's write-ahead log: a crash can lose the last few
+    /// milliseconds of changes and of archived messages.
     Batch,
     /// Records are written at once but synced only every `sync_interval_ms`: a power loss
     /// can lose that much; a killed process loses only what was not yet written.

@@ -6,6 +6,7 @@ use protocol::{Packet, Properties, PubAck, Publish, QoS, ReasonCode};
 
 use super::{acks::Durability, Conn, Ending};
 use crate::{
+    config::FsyncPolicy,
     mesh::ShardMsg,
     message::Message,
     outgoing::{AckKind, Outgoing},
@@ -93,7 +94,8 @@ impl Conn {
             .await
     }
 
-    /// What the acknowledgement of a PUBLISH waits for: its archive record durable, with
+    /// What the acknowledgement of a PUBLISH waits for: under `fsync = "always"` its archive
+    /// record durable; with
     /// `retained_everywhere` every shard holding its retained copy (durably when true), and,
     /// under `fsync = "always"`, what it changed in this shard's state log (and, when it was
     /// routed to other shards, in theirs) durable. `None` when it waits for nothing.
@@ -109,6 +111,9 @@ impl Conn {
     ) -> Option<Durability> {
         let log_waits = self.shard.acks_wait_for_log();
         let log_ticket = self.shard.log_ticket().filter(|_| log_waits);
+        // Under `batch` and `periodic` the archive's acknowledgements do not wait either: the
+        // user traded the last milliseconds for speed (the record is logged all the same).
+        let logged = logged.filter(|_| self.shard.config.persistence.fsync == FsyncPolicy::Always);
         let peers = log_waits && remote;
         if logged.is_none() && retained_everywhere.is_none() && log_ticket.is_none() && !peers {
             return None;
