@@ -21,6 +21,6 @@ pub mod append;
 pub mod fs;
 pub mod io_mode;
 
-pub use append::AppendFile;
+pub use append::{AppendFile, LOG_BUFFER};
 pub use fs::{blocking, read_whole, sync_dir};
 pub use io_mode::{probe, IoMode};

@@ -10,7 +10,7 @@ use seglog::{AppendFile, IoMode};
 use super::{codec, frame, Record, StateSource};
 use crate::config::PersistenceSettings;
 
-/// Write buffer of the segment writer.
+/// Write buffer of the snapshot writer (synced once, at its end).
 pub(super) const WRITE_BUFFER: usize = 128 << 10;
 /// Name of the snapshot file.
 pub(super) const SNAPSHOT: &str = "snapshot";
@@ -174,7 +174,7 @@ pub(super) async fn create_segment(
     segment: u64,
 ) -> Result<AppendFile, String> {
     let path = segment_path(dir, segment);
-    let file = AppendFile::create(&path, io, WRITE_BUFFER)
+    let file = AppendFile::create(&path, io, seglog::LOG_BUFFER)
         .await
         .map_err(|e| e.to_string())?;
     sync_dir(dir).await?;

@@ -31,9 +31,6 @@ use seglog::{blocking, AppendFile, IoMode};
 
 use crate::{writer::file::ensure_dir, Archive, ArchiveError, Record, WalPosition};
 
-/// Write buffer of the segment writer; a commit larger than this is written in several.
-const WRITE_BUFFER: usize = 256 << 10;
-
 /// Identifies an appended record until it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WalTicket(u64);
@@ -362,7 +359,7 @@ fn wake_all(waiters: &mut Vec<Waker>) {
 /// Creates segment `segment` in `dir` and makes its directory entry durable.
 async fn create_segment(dir: &Path, io: IoMode, segment: u64) -> Result<AppendFile, String> {
     let path = segment::path(dir, segment);
-    let file = AppendFile::create(&path, io, WRITE_BUFFER)
+    let file = AppendFile::create(&path, io, seglog::LOG_BUFFER)
         .await
         .map_err(|e| e.to_string())?;
     seglog::sync_dir(dir).await.map_err(|e| e.to_string())?;
