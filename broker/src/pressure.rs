@@ -16,9 +16,10 @@
 //! session. It is released when its queue is back under the bound.
 //!
 //! The count of sessions holding publishers back is one atomic shared by every shard (read
-//! before each socket read, written only when a session starts or stops holding back); each
-//! shard keeps its own sessions under pressure and recounts them at every sweep, so a session
-//! that went away without being released cannot hold the broker back for longer than that.
+//! before each socket read, written only when a session starts or stops holding back). Each
+//! shard keeps its own sessions under pressure in a map and, at every sweep, releases those
+//! that went offline or away, so a session that left without being released cannot hold the
+//! broker back for longer than a sweep.
 
 use std::{
     rc::Rc,
