@@ -35,6 +35,10 @@ pub struct BrokerArgs {
     /// Number of shards (executor threads) [default: one per core].
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
+    /// How plain MQTT connections are read: epoll (one readiness list per shard) or glommio
+    /// (glommio's own streams) [default: epoll].
+    #[arg(long, value_name = "epoll|glommio")]
+    socket_io: Option<broker::net::SocketIo>,
     /// MQTT over TLS listener address (needs --tls-cert and --tls-key), e.g. 0.0.0.0:8883.
     #[arg(long, value_name = "ADDR")]
     mqtts: Option<SocketAddr>,
@@ -119,6 +123,9 @@ fn config(args: &BrokerArgs) -> Result<broker::Config, UsageError> {
             ));
         }
         config.shards = shards;
+    }
+    if let Some(io) = args.socket_io {
+        config.socket_io = io;
     }
     apply_security(args, &mut config);
     config.validate().map_err(UsageError)?;

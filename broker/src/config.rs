@@ -37,6 +37,9 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Sessions, subscriptions, retained and queued messages kept across restarts.
     pub persistence: PersistenceSettings,
+    /// How plain MQTT connections are read and written: `"epoll"` (one readiness list per
+    /// shard, the default) or `"glommio"` (glommio's own streams).
+    pub socket_io: crate::net::SocketIo,
 }
 
 /// When the state log is synced, and what an acknowledgement promises.
@@ -256,6 +259,7 @@ impl Default for Config {
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
             persistence: PersistenceSettings::default(),
+            socket_io: crate::net::SocketIo::default(),
         }
     }
 }

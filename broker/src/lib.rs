@@ -47,6 +47,7 @@ pub mod http;
 pub mod mesh;
 pub mod message;
 pub mod metrics;
+pub mod net;
 pub mod outbox;
 pub mod outgoing;
 pub mod persist;

@@ -24,6 +24,7 @@ use crate::{
     connection, http,
     mesh::{PeerQueue, ShardMsg},
     metrics::{bump, Snapshot},
+    net::{PlainStream, Poller, SocketIo},
     security::{identity, Security, SecurityError},
     shard::Shard,
 };
@@ -524,11 +525,37 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
         }));
     }
 
+    let poller = match setup.config.socket_io {
+        SocketIo::Epoll => match Poller::new().await {
+            Ok(poller) => {
+                glommio::spawn_local(poller.clone().run(id)).detach();
+                Some(poller)
+            }
+            Err(e) => {
+                tracing::warn!(shard = id, error = %e, "no epoll readiness list; plain connections use glommio's streams");
+                None
+            }
+        },
+        SocketIo::Glommio => None,
+    };
+
     tracing::debug!(shard = id, "shard accepting");
     let _ = setup.ready.send(Ok(()));
     accept_loop(&shard, &mqtt_listener, |stream, peer| {
-        if admit(&shard, peer) {
+        if !admit(&shard, peer) {
+            return;
+        }
+        let Some(poller) = &poller else {
             glommio::spawn_local(connection::serve(shard.clone(), stream, peer, None)).detach();
+            return;
+        };
+        match PlainStream::adopt(poller, stream) {
+            Ok(stream) => {
+                glommio::spawn_local(connection::serve(shard.clone(), stream, peer, None)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(shard = id, %peer, error = %e, "cannot register connection; closed")
+            }
         }
     })
     .await;

@@ -1,0 +1,244 @@
+//! One shard's readiness list: an edge-triggered epoll set, and the bridge that wakes the
+//! shard's glommio executor when the set has something.
+//!
+//! glommio 0.9 has no public way to wait for an arbitrary file descriptor, but it can read a
+//! pipe. So the bridge is: a small io_uring of our own holds a poll on the epoll descriptor,
+//! linked to a one-byte write into a pipe; the shard's reaper task reads that pipe through
+//! glommio. When a socket becomes ready, the kernel completes the poll, writes the byte, and
+//! glommio's read of the pipe completes: the shard wakes once, however many sockets became
+//! ready meanwhile. The reaper then takes the whole ready list with `epoll_wait(.., 0)`, wakes
+//! the connections it names, and arms the bridge again.
+//!
+//! Sockets are registered edge-triggered: the kernel reports each arrival of data (or of send
+//! space after a full buffer) once, and a connection reads until it has seen the queue empty
+//! (see [`super::stream`]), so nothing is reported twice and nothing is missed.
+
+use std::{
+    cell::{Cell, RefCell},
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    rc::Rc,
+    task::Waker,
+};
+
+use io_uring::{opcode, squeue, types, IoUring};
+use slab::Slab;
+
+/// Most events taken from the ready list per `epoll_wait`; the reaper loops while it gets this
+/// many.
+const EVENTS_PER_WAIT: usize = 256;
+
+/// What the reaper knows about one registered socket, shared with its stream.
+#[derive(Default)]
+pub(crate) struct Readiness {
+    /// Data (or end of stream, or an error) may be waiting: the next read should try `recv`.
+    pub(crate) readable: Cell<bool>,
+    /// The task waiting to read, woken when the socket is reported readable.
+    pub(crate) read_waker: Cell<Option<Waker>>,
+    /// The task waiting for send space, woken when the socket is reported writable.
+    pub(crate) write_waker: Cell<Option<Waker>>,
+}
+
+/// A shard's epoll set and its bridge into glommio. One per shard, shared by its connections.
+pub(crate) struct Poller {
+    epoll: OwnedFd,
+    sockets: RefCell<Slab<Rc<Readiness>>>,
+    bridge: RefCell<IoUring>,
+    /// The pipe the bridge writes a byte into when the epoll set becomes ready.
+    pipe_write: OwnedFd,
+    pipe_read: glommio::io::BufferedFile,
+}
+
+/// The byte the bridge writes: static, so that a write still in flight when a poller is
+/// dropped never points at freed memory.
+static BRIDGE_BYTE: u8 = 1;
+
+impl Poller {
+    /// Creates the epoll set, the bridge ring and the pipe. Fails where io_uring or epoll is
+    /// not available (a seccomp profile, an old kernel); the caller falls back to glommio's
+    /// own streams.
+    pub(crate) async fn new() -> io::Result<Rc<Poller>> {
+        // SAFETY: plain syscalls; every returned descriptor is checked and owned at once.
+        let epoll = unsafe { owned(libc::epoll_create1(libc::EPOLL_CLOEXEC))? };
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        // Blocking: io_uring answers a read of an O_NONBLOCK pipe with EAGAIN instead of waiting.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both descriptors are ours.
+        let (pipe_read_fd, pipe_write) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // glommio opens files by path only; /proc/self/fd reopens our pipe's read end.
+        let path = format!("/proc/self/fd/{}", pipe_read_fd.as_raw_fd());
+        let pipe_read = glommio::io::BufferedFile::open(&path)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        drop(pipe_read_fd);
+        let bridge = IoUring::builder().build(4)?;
+        Ok(Rc::new(Poller {
+            epoll,
+            sockets: RefCell::new(Slab::new()),
+            bridge: RefCell::new(bridge),
+            pipe_write,
+            pipe_read,
+        }))
+    }
+
+    /// Adds a socket to the set; its readiness starts as "readable" so the first read tries.
+    pub(crate) fn register(&self, fd: RawFd) -> io::Result<(usize, Rc<Readiness>)> {
+        let readiness = Rc::new(Readiness {
+            readable: Cell::new(true),
+            ..Readiness::default()
+        });
+        let mut sockets = self.sockets.borrow_mut();
+        let entry = sockets.vacant_entry();
+        let token = entry.key();
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token as u64,
+        };
+        // SAFETY: both descriptors are open; `event` is a valid epoll_event.
+        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) }
+            < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        entry.insert(readiness.clone());
+        Ok((token, readiness))
+    }
+
+    /// Removes a socket from the set, before its descriptor is closed. No event for it comes
+    /// out of a later `epoll_wait`, so its token can be reused at once.
+    pub(crate) fn deregister(&self, fd: RawFd, token: usize) {
+        // SAFETY: removing a descriptor that is still open; an error (already gone) is harmless.
+        unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            );
+        }
+        self.sockets.borrow_mut().try_remove(token);
+    }
+
+    /// Registered sockets, for tests.
+    #[cfg(test)]
+    pub(crate) fn registered(&self) -> usize {
+        self.sockets.borrow().len()
+    }
+
+    /// The shard's reaper: waits for the set to become ready, wakes the connections it names,
+    /// and again, until `stop` resolves. A failure of the bridge is logged and ends the loop
+    /// after waking everybody, whose reads then fall back to trying `recv` on every poll.
+    pub(crate) async fn run(self: Rc<Self>, id: usize) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
+        loop {
+            if let Err(e) = self.arm_bridge() {
+                tracing::error!(shard = id, error = %e, "socket readiness bridge failed");
+                break;
+            }
+            if let Err(e) = self.pipe_read.read_at(0, 64).await {
+                tracing::error!(shard = id, error = %e, "socket readiness bridge failed");
+                break;
+            }
+            self.reap_bridge();
+            self.dispatch(&mut events);
+        }
+        for readiness in self.sockets.borrow().iter().map(|(_, r)| r) {
+            readiness.readable.set(true);
+            wake(&readiness.read_waker);
+            wake(&readiness.write_waker);
+        }
+    }
+
+    /// Queues the bridge: a one-shot poll on the epoll descriptor, linked to the write of one
+    /// byte into the pipe, and submits it. If the set is ready already, both complete at once.
+    fn arm_bridge(&self) -> io::Result<()> {
+        let poll = opcode::PollAdd::new(types::Fd(self.epoll.as_raw_fd()), libc::POLLIN as u32)
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(1);
+        let write = opcode::Write::new(types::Fd(self.pipe_write.as_raw_fd()), &BRIDGE_BYTE, 1)
+            .offset(u64::MAX)
+            .build()
+            .user_data(2);
+        let mut ring = self.bridge.borrow_mut();
+        // SAFETY: the write's buffer is a static; the descriptors outlive the ring (fields drop
+        // in order, the ring first).
+        unsafe {
+            let mut queue = ring.submission();
+            queue
+                .push(&poll)
+                .and_then(|_| queue.push(&write))
+                .map_err(|_| io::Error::other("bridge submission queue full"))?;
+        }
+        ring.submit()?;
+        Ok(())
+    }
+
+    /// Drops the bridge's completions (both succeed or report an error the next round sees).
+    fn reap_bridge(&self) {
+        let mut ring = self.bridge.borrow_mut();
+        for cqe in ring.completion() {
+            if cqe.result() < 0 && cqe.user_data() == 2 {
+                tracing::debug!(error = cqe.result(), "readiness bridge write failed");
+            }
+        }
+    }
+
+    /// Takes the ready list and wakes whoever waits on those sockets.
+    fn dispatch(&self, events: &mut [libc::epoll_event]) {
+        loop {
+            // SAFETY: `events` has room for `len` entries.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    0,
+                )
+            };
+            if n <= 0 {
+                return;
+            }
+            let sockets = self.sockets.borrow();
+            for event in &events[..n as usize] {
+                let Some(readiness) = sockets.get(event.u64 as usize) else {
+                    continue;
+                };
+                let flags = event.events as i32;
+                let broken = flags & (libc::EPOLLERR | libc::EPOLLHUP) != 0;
+                if broken || flags & (libc::EPOLLIN | libc::EPOLLRDHUP) != 0 {
+                    readiness.readable.set(true);
+                    wake(&readiness.read_waker);
+                }
+                if broken || flags & libc::EPOLLOUT != 0 {
+                    wake(&readiness.write_waker);
+                }
+            }
+            if (n as usize) < events.len() {
+                return;
+            }
+        }
+    }
+}
+
+fn wake(waker: &Cell<Option<Waker>>) {
+    if let Some(w) = waker.take() {
+        w.wake();
+    }
+}
+
+/// Takes ownership of a descriptor a syscall returned, or its error.
+///
+/// # Safety
+/// `fd` must be the fresh result of a syscall that returns a new descriptor.
+unsafe fn owned(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
