@@ -124,6 +124,7 @@ class Broker:
     kind: str  # fleetmq | mosquitto | rumqttd
     binary: str
     shards: int = 2
+    socket_io: str = "epoll"
 
     def command(self, port: int, work: Path, archive: bool) -> list[str]:
         if self.kind == "fleetmq":
@@ -132,7 +133,8 @@ class Broker:
                             f"max_queued_messages = {QUEUED}\n")
             cmd = [self.binary, "broker", "--config", str(conf),
                    "--mqtt", f"127.0.0.1:{port}", "--http", "off",
-                   "--shards", str(self.shards), "--no-persistence",
+                   "--shards", str(self.shards), "--socket-io", self.socket_io,
+                   "--no-persistence",
                    "--data", str(work / "data")]
             if not archive:
                 cmd.append("--no-archive")
@@ -578,9 +580,12 @@ def table(name: str, results: list[Result]) -> str:
 
 def find_brokers(args) -> list[Broker]:
     brokers = []
-    for shards in args.fleetmq_shards:
-        name = "fleetmq" if shards == max(args.fleetmq_shards) else f"fleetmq-{shards}shard"
-        brokers.append(Broker(name, "fleetmq", args.fleetmq, shards))
+    for io in args.fleetmq_socket_io:
+        for shards in args.fleetmq_shards:
+            name = "fleetmq" if shards == max(args.fleetmq_shards) else f"fleetmq-{shards}shard"
+            if io != args.fleetmq_socket_io[0]:
+                name += f"-{io}-io"
+            brokers.append(Broker(name, "fleetmq", args.fleetmq, shards, io))
     for kind in ("mosquitto", "rumqttd"):
         if kind not in args.brokers:
             continue
@@ -610,6 +615,9 @@ def main() -> int:
     p.add_argument("--brokers", default="fleetmq,mosquitto,rumqttd")
     p.add_argument("--fleetmq-shards", default="2,1",
                    help="fleetmq is run once per shard count (the largest is 'fleetmq')")
+    p.add_argument("--fleetmq-socket-io", default="epoll",
+                   help="fleetmq is run once per socket I/O mode too (epoll, glommio); "
+                        "the first is the one compared")
     p.add_argument("--duration", type=int, default=10, help="seconds of load per run")
     p.add_argument("--idle", type=int, default=50_000,
                    help="idle connections (capped by the open-file limit of this machine)")
@@ -625,6 +633,7 @@ def main() -> int:
         p.error("--repeat must be at least 1")
     args.fleetmq = args.fleetmq or default_fleetmq()
     args.fleetmq_shards = sorted({int(s) for s in args.fleetmq_shards.split(",")}, reverse=True)
+    args.fleetmq_socket_io = args.fleetmq_socket_io.split(",")
     if "fleetmq" not in args.brokers.split(","):
         args.fleetmq_shards = []
     args.brokers = args.brokers.split(",")
@@ -655,7 +664,7 @@ def main() -> int:
             # Rounds visit every broker in turn, so a slow spell of this shared machine falls
             # on all of them rather than on one.
             for round_no, broker in ((n, b) for n in range(1, args.repeat + 1) for b in brokers):
-                if name == "idle" and broker.kind == "fleetmq" and broker.shards != max(args.fleetmq_shards):
+                if name == "idle" and broker.kind == "fleetmq" and broker.name != "fleetmq":
                     continue
                 print(f"== {name} on {broker.name}" + (f" (round {round_no})" if args.repeat > 1 else ""),
                       file=sys.stderr, flush=True)

@@ -619,5 +619,7 @@ mod tests {
         }
         let size = returned_size(serve::<glommio::net::TcpStream>);
         assert!(size <= 640, "serve future for TCP is {size} bytes");
+        let size = returned_size(serve::<crate::net::PlainStream>);
+        assert!(size <= 640, "serve future for TCP on the readiness list is {size} bytes");
     }
 }
