@@ -11,7 +11,9 @@
 #   BROKER=mosquitto benches/profile.sh fanin-q0
 #
 # Workloads: fanin-q0 (200 -> 1, 40k/s), fanin-q1 (200 -> 1, QoS 1, 10k/s), pairs-q0 (100 x 100,
-# 30k/s), fanout-q0 (1 -> 200, 300/s = 60k deliveries/s). DURATION (s, default 10) and TOP
+# 30k/s), fanout-q0 (1 -> 200, 300/s = 60k deliveries/s), fleet (2000 simulated vehicles at
+# 1 Hz with a --verify dashboard subscriber; fleetmq archives, mosquitto gets `fleetmq ingest`
+# beside it, which is not profiled: compare the fleet's CPU with the side-by-side harness). DURATION (s, default 10) and TOP
 # (symbols listed, default 25) can be set. Needs perf; keeps perf.data in KEEP=dir if set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +22,13 @@ BROKER=${BROKER:-fleetmq}
 SHARDS=${SHARDS:-2}
 DURATION=${DURATION:-10}
 TOP=${TOP:-25}
-workload=${1:?usage: benches/profile.sh fanin-q0|fanin-q1|pairs-q0|fanout-q0}
+workload=${1:?usage: benches/profile.sh fanin-q0|fanin-q1|pairs-q0|fanout-q0|fleet}
 case "$workload" in
 fanin-q0) load=(--publishers 200 --subscribers 1 --qos 0 --rate 40000) ;;
 fanin-q1) load=(--publishers 200 --subscribers 1 --qos 1 --rate 10000) ;;
 pairs-q0) load=(--publishers 100 --subscribers 100 --pattern pairs --qos 0 --rate 30000) ;;
 fanout-q0) load=(--publishers 1 --subscribers 200 --qos 0 --rate 300) ;;
+fleet) load=() ;;
 *) echo "unknown workload $workload" >&2; exit 2 ;;
 esac
 
@@ -40,22 +43,30 @@ if [ "$BROKER" = mosquitto ]; then
         "$port" >"$dir/mosquitto.conf"
     mosquitto -c "$dir/mosquitto.conf" 2>"$dir/broker.log" &
 else
+    archive=(--no-archive)
+    [ "$workload" = fleet ] && archive=()
     "$BIN" broker --mqtt "127.0.0.1:$port" --http off --shards "$SHARDS" --no-persistence \
-        --no-archive --data "$dir/data" 2>"$dir/broker.log" &
+        "${archive[@]}" --data "$dir/data" 2>"$dir/broker.log" &
 fi
 broker=$!
 pids+=("$broker")
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
-"$BIN" loadgen --broker "mqtt://127.0.0.1:$port" --payload-size 100 --duration "${DURATION}s" \
-    --topic-prefix bench --json "${load[@]}" >"$dir/loadgen.json" 2>"$dir/loadgen.log" &
+if [ "$workload" = fleet ]; then
+    "$BIN" simulate --broker "mqtt://127.0.0.1:$port" --vehicles 2000 --duration "${DURATION}s" \
+        --speedup 1 --verify >"$dir/loadgen.log" 2>&1 &
+else
+    "$BIN" loadgen --broker "mqtt://127.0.0.1:$port" --payload-size 100 --duration "${DURATION}s" \
+        --topic-prefix bench --json "${load[@]}" >"$dir/loadgen.json" 2>"$dir/loadgen.log" &
+fi
 gen=$!
 pids+=("$gen")
 # Skip the connects; record the steady middle of the run.
 sleep 2
 perf record -q -g -F 2999 -p "$broker" -o "$dir/perf.data" -- sleep $((DURATION - 4)) 2>/dev/null
 wait "$gen"
-echo "# $BROKER $( [ "$BROKER" = fleetmq ] && echo "($SHARDS shards)") $workload: $(tail -1 "$dir/loadgen.json")"
+result=$( [ "$workload" = fleet ] && grep -E "published|verify" "$dir/loadgen.log" | tr '\n' ' ' || tail -1 "$dir/loadgen.json")
+echo "# $BROKER $( [ "$BROKER" = fleetmq ] && echo "($SHARDS shards)") $workload: $result"
 
 # Buckets by a symbol anywhere in the sample's call chain, first match wins: the order puts the
 # sleep/wake machinery before the syscalls that contain it.
