@@ -89,7 +89,7 @@ fn wal(c: &mut Criterion) {
                         let mut last = None;
                         for chunk in batch.chunks(100) {
                             for record in chunk {
-                                last = Some(wal.append(record.clone()));
+                                last = Some(wal.append(record.clone(), 0));
                             }
                             futures_lite::future::yield_now().await;
                         }

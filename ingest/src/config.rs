@@ -19,13 +19,14 @@ pub struct ArchiveConfig {
     pub rotate_age: Duration,
     /// A write-ahead log segment is closed and a new one started past this size.
     pub wal_segment_bytes: u64,
-    /// Once a record waits, a group commit gathers for this long before it syncs. Zero (the
-    /// default) syncs at once: a lone message is acknowledged after one fdatasync, and under
-    /// load the records that arrive during one sync make the next round by themselves. A
-    /// fleet whose readings arrive evenly spread gets about one fdatasync per reading that
-    /// way; a few milliseconds here trade acknowledgement latency for fewer syncs and less
-    /// CPU (BENCHMARKS.md measures both). A round that already holds 64 records syncs
-    /// without waiting.
+    /// Once a record waits, a group commit gathers for this long before it syncs, if at least
+    /// four sources (the broker's connections) appended lately. Zero (the default here; the
+    /// broker's is 5 ms) syncs at once: a lone message is acknowledged after one fdatasync,
+    /// and under load the records that arrive during one sync make the next round by
+    /// themselves. A fleet whose readings arrive evenly spread gets about one fdatasync per
+    /// reading that way; a few milliseconds here trade acknowledgement latency for fewer syncs
+    /// and less CPU (BENCHMARKS.md measures both). A round that already holds 64 records syncs
+    /// without waiting, and a lone source that waits for each acknowledgement never waits.
     pub commit_delay: Duration,
     /// Number of writer threads; records are spread over them by a hash of the vehicle id, so
     /// each vehicle's rows (and its exactly-once index) live in exactly one thread.

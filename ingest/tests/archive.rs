@@ -94,7 +94,7 @@ async fn log_all(archive: std::sync::Arc<Archive>, records: Vec<Record>) -> WalP
     let mut tickets = Vec::new();
     for chunk in records.chunks(97) {
         for record in chunk {
-            tickets.push(wal.append(record.clone()));
+            tickets.push(wal.append(record.clone(), 0));
         }
         // Yield between chunks so commits interleave with appends (several group commits).
         glommio::yield_if_needed().await;
@@ -357,7 +357,7 @@ fn segments_rotate_and_archived_ones_are_deleted() {
             for round in 0..10u64 {
                 // ~40 records of ~130 bytes: more than one segment per round.
                 let tickets: Vec<_> = (0..40)
-                    .map(|i| wal.append(gps("v", round * 40 + i, T0 + i as i64)))
+                    .map(|i| wal.append(gps("v", round * 40 + i, T0 + i as i64), 0))
                     .collect();
                 for ticket in tickets {
                     wal.durable(ticket).await.unwrap();
@@ -389,9 +389,10 @@ fn segments_rotate_and_archived_ones_are_deleted() {
     assert_eq!(archived(&data).len(), 400);
 }
 
-/// The commit delay gathers a trickle into one sync, but a round that is already full syncs
-/// at once: with a delay far longer than the test may take, a full round still becomes
-/// durable promptly, and a lone record waits for the delay.
+/// The commit delay gathers a trickle from many sources into one sync, but a round that is
+/// already full syncs at once: with a delay far longer than the test may take, a full round
+/// (from eight sources) still becomes durable promptly, and a lone record after it waits for
+/// the delay, because its siblings appended lately.
 #[test]
 fn a_full_round_does_not_wait_for_the_commit_delay() {
     let dir = tempfile::tempdir().unwrap();
@@ -406,14 +407,14 @@ fn a_full_round_does_not_wait_for_the_commit_delay() {
             let (wal, _, _) = ShardWal::open(archive, 0).await.unwrap();
             let started = std::time::Instant::now();
             let tickets: Vec<_> = (0..100)
-                .map(|i| wal.append(gps("v", i, T0 + i as i64)))
+                .map(|i| wal.append(gps("v", i, T0 + i as i64), i % 8))
                 .collect();
             for ticket in tickets {
                 wal.durable(ticket).await.unwrap();
             }
             let full = started.elapsed();
             let started = std::time::Instant::now();
-            let lone = wal.append(gps("v", 100, T0 + 100));
+            let lone = wal.append(gps("v", 100, T0 + 100), 8);
             wal.durable(lone).await.unwrap();
             let trickle = started.elapsed();
             wal.close().await.unwrap();
@@ -428,5 +429,36 @@ fn a_full_round_does_not_wait_for_the_commit_delay() {
     assert!(
         trickle >= Duration::from_secs(3),
         "a lone record synced after {trickle:?}"
+    );
+}
+
+/// A lone client that waits for each acknowledgement before it sends the next is never held
+/// for the commit delay: nobody else's record would join its round.
+#[test]
+fn a_lone_source_is_not_held_for_the_commit_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::open(ArchiveConfig {
+        commit_delay: Duration::from_secs(3),
+        ..config(dir.path())
+    })
+    .unwrap();
+    let took = run({
+        let archive = archive.clone();
+        async move {
+            let (wal, _, _) = ShardWal::open(archive, 0).await.unwrap();
+            let started = std::time::Instant::now();
+            for i in 0..20 {
+                let ticket = wal.append(gps("v", i, T0 + i as i64), 42);
+                wal.durable(ticket).await.unwrap();
+            }
+            let took = started.elapsed();
+            wal.close().await.unwrap();
+            took
+        }
+    });
+    archive.close().unwrap();
+    assert!(
+        took < Duration::from_secs(2),
+        "20 acknowledged records one after another took {took:?}"
     );
 }

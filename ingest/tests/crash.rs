@@ -51,7 +51,7 @@ fn crash_child() {
             let tickets: Vec<_> = (0..BATCH)
                 .map(|_| {
                     seq += 1;
-                    wal.append(record(seq - 1))
+                    wal.append(record(seq - 1), 0)
                 })
                 .collect();
             for ticket in tickets {

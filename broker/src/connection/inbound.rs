@@ -267,7 +267,7 @@ impl Conn {
             message.payload.clone(),
             received_at_ms,
         );
-        let ticket = wal.append(record);
+        let ticket = wal.append(record, self.id);
         Some((wal, ticket))
     }
 

@@ -620,6 +620,9 @@ mod tests {
         let size = returned_size(serve::<glommio::net::TcpStream>);
         assert!(size <= 640, "serve future for TCP is {size} bytes");
         let size = returned_size(serve::<crate::net::PlainStream>);
-        assert!(size <= 640, "serve future for TCP on the readiness list is {size} bytes");
+        assert!(
+            size <= 640,
+            "serve future for TCP on the readiness list is {size} bytes"
+        );
     }
 }

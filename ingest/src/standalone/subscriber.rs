@@ -225,7 +225,7 @@ impl<'a> Session<'a> {
                             publish.payload.clone(),
                             now_ms(),
                         );
-                        last_ticket = Some(self.wal.append(record));
+                        last_ticket = Some(self.wal.append(record, 0));
                         if publish.qos != QoS::AtMostOnce {
                             acks.push((publish.qos, publish.pkid));
                         }

@@ -9,7 +9,8 @@
 //! batch grows by itself with the load, while a lone record is synced at once. A round can
 //! also be made to gather for `commit_delay` after its first record arrives (fewer syncs at a
 //! trickle, for later acknowledgements), unless it is already full enough that waiting would
-//! only delay its acknowledgements.
+//! only delay its acknowledgements, or fewer than four sources appended lately (a lone client
+//! that waits for each acknowledgement would only be slowed down).
 //!
 //! The log is a sequence of segment files `{segment:020}.wal` in `{data}/wal/shard-{n}/`; a
 //! new segment starts past `wal_segment_bytes` and at every open (so a replayed segment is
@@ -60,6 +61,43 @@ struct State {
     closing: bool,
     waiters: Vec<Waker>,
     task_waker: Option<Waker>,
+    /// Rounds committed so far.
+    round: u64,
+    /// The last few distinct sources that appended, with the round in which each last did.
+    siblings: [Option<(u64, u64)>; SIBLING_SLOTS],
+}
+
+impl State {
+    /// Notes that `source` appended in the current round: refreshes its slot, or takes the
+    /// slot of the source heard from longest ago.
+    fn note_source(&mut self, source: u64) {
+        let round = self.round;
+        if let Some(slot) = self
+            .siblings
+            .iter_mut()
+            .flatten()
+            .find(|(s, _)| *s == source)
+        {
+            slot.1 = round;
+            return;
+        }
+        let oldest = self
+            .siblings
+            .iter_mut()
+            .min_by_key(|slot| slot.map_or(0, |(_, r)| r + 1));
+        if let Some(slot) = oldest {
+            *slot = Some((source, round));
+        }
+    }
+
+    /// Distinct sources that appended within the last [`SIBLING_ROUNDS`] rounds.
+    fn active_siblings(&self) -> usize {
+        self.siblings
+            .iter()
+            .flatten()
+            .filter(|(_, r)| r + SIBLING_ROUNDS >= self.round)
+            .count()
+    }
 }
 
 impl ShardWal {
@@ -172,9 +210,12 @@ impl ShardWal {
         Ok((ShardWal { inner, task }, replayed, end))
     }
 
-    /// Buffers `record` for the next group commit and returns its ticket.
-    pub fn append(&self, record: Record) -> WalTicket {
+    /// Buffers `record` for the next group commit and returns its ticket. `source` names who
+    /// appended it (the broker passes its connection's id): a round waits `commit_delay` for
+    /// more only while several sources append.
+    pub fn append(&self, record: Record, source: u64) -> WalTicket {
         let mut state = self.inner.state.borrow_mut();
+        state.note_source(source);
         state.pending.push(record);
         let ticket = WalTicket(state.next_ticket);
         state.next_ticket += 1;
@@ -306,6 +347,7 @@ async fn run(inner: Rc<Inner>, mut log: Log) -> Result<(), ArchiveError> {
         let Some(records) = batch else {
             break;
         };
+        inner.state.borrow_mut().round += 1;
         let committed = log.commit(&records).await;
         let committed = match committed {
             Ok(end) => log.rotate_if_full().await.map(|()| end),
@@ -344,10 +386,28 @@ async fn run(inner: Rc<Inner>, mut log: Log) -> Result<(), ArchiveError> {
 /// only add `commit_delay` to every acknowledgement.
 const FULL_ROUND: usize = 64;
 
+/// Distinct sources (connections) that must have appended lately for a round to wait
+/// `commit_delay`, as PostgreSQL's `commit_siblings`. A lone client that waits for each
+/// acknowledgement before it sends the next would only be slowed down by the wait: nobody
+/// else's record would join its round. Many independent clients (a fleet, each vehicle on its
+/// own connection) fill the wait with each other's records.
+const COMMIT_SIBLINGS: usize = 4;
+
+/// How many rounds back a source still counts as appending lately.
+const SIBLING_ROUNDS: u64 = 16;
+
+/// Sources remembered; more than [`COMMIT_SIBLINGS`] so that a few busy ones cannot hide the
+/// others.
+const SIBLING_SLOTS: usize = 8;
+
 /// Should this round wait `commit_delay` for more records before it syncs? Only a small round
-/// (a trickle, where each sync would otherwise carry a record or two) and not while closing.
+/// (a trickle, where each sync would otherwise carry a record or two) of records from several
+/// sources, and not while closing.
 fn gather_first(state: &State, commit_delay: std::time::Duration) -> bool {
-    !state.closing && !commit_delay.is_zero() && state.pending.len() < FULL_ROUND
+    !state.closing
+        && !commit_delay.is_zero()
+        && state.pending.len() < FULL_ROUND
+        && state.active_siblings() >= COMMIT_SIBLINGS
 }
 
 fn wake_all(waiters: &mut Vec<Waker>) {
