@@ -20,15 +20,17 @@ cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${FLEETMQ:-target/release/fleetmq}")
 BROKER=${BROKER:-fleetmq}
 SHARDS=${SHARDS:-2}
+SOCKET_IO=${SOCKET_IO:-epoll}
 DURATION=${DURATION:-10}
 TOP=${TOP:-25}
 workload=${1:?usage: benches/profile.sh fanin-q0|fanin-q1|pairs-q0|fanout-q0|fleet}
+# rate: messages routed per second (deliveries for fan-out), to turn samples into CPU per message.
 case "$workload" in
-fanin-q0) load=(--publishers 200 --subscribers 1 --qos 0 --rate 40000) ;;
-fanin-q1) load=(--publishers 200 --subscribers 1 --qos 1 --rate 10000) ;;
-pairs-q0) load=(--publishers 100 --subscribers 100 --pattern pairs --qos 0 --rate 30000) ;;
-fanout-q0) load=(--publishers 1 --subscribers 200 --qos 0 --rate 300) ;;
-fleet) load=() ;;
+fanin-q0) load=(--publishers 200 --subscribers 1 --qos 0 --rate 40000); rate=40000 ;;
+fanin-q1) load=(--publishers 200 --subscribers 1 --qos 1 --rate 10000); rate=10000 ;;
+pairs-q0) load=(--publishers 100 --subscribers 100 --pattern pairs --qos 0 --rate 30000); rate=30000 ;;
+fanout-q0) load=(--publishers 1 --subscribers 200 --qos 0 --rate 300); rate=60000 ;;
+fleet) load=(); rate=2060 ;;
 *) echo "unknown workload $workload" >&2; exit 2 ;;
 esac
 
@@ -45,7 +47,8 @@ if [ "$BROKER" = mosquitto ]; then
 else
     archive=(--no-archive)
     [ "$workload" = fleet ] && archive=()
-    "$BIN" broker --mqtt "127.0.0.1:$port" --http off --shards "$SHARDS" --no-persistence \
+    "$BIN" broker --mqtt "127.0.0.1:$port" --http off --shards "$SHARDS" \
+        --socket-io "$SOCKET_IO" --no-persistence \
         "${archive[@]}" --data "$dir/data" 2>"$dir/broker.log" &
 fi
 broker=$!
@@ -63,14 +66,18 @@ gen=$!
 pids+=("$gen")
 # Skip the connects; record the steady middle of the run.
 sleep 2
-perf record -q -g -F 2999 -p "$broker" -o "$dir/perf.data" -- sleep $((DURATION - 4)) 2>/dev/null
+window=$((DURATION - 4))
+perf record -q -g -F 2999 -p "$broker" -o "$dir/perf.data" -- sleep "$window" 2>/dev/null
 wait "$gen"
 result=$( [ "$workload" = fleet ] && grep -E "published|verify" "$dir/loadgen.log" | tr '\n' ' ' || tail -1 "$dir/loadgen.json")
-echo "# $BROKER $( [ "$BROKER" = fleetmq ] && echo "($SHARDS shards)") $workload: $result"
+echo "# $BROKER $( [ "$BROKER" = fleetmq ] && echo "($SHARDS shards, socket_io $SOCKET_IO)") $workload: $result"
 
 # Buckets by a symbol anywhere in the sample's call chain, first match wins: the order puts the
 # sleep/wake machinery before the syscalls that contain it.
-perf script -i "$dir/perf.data" -F ip,sym 2>/dev/null | awk -v top="$TOP" '
+# A sample is 1/2999 s of CPU; at `rate` messages per second over `window` seconds, that makes
+# the microseconds of broker CPU per message each bucket stands for.
+perf script -i "$dir/perf.data" -F ip,sym 2>/dev/null | awk -v top="$TOP" -v rate="$rate" -v window="$window" '
+BEGIN { per_msg = 1e6 / 2999 / (rate * window) }
 function bucket(chain) {
     if (chain ~ /asm_sysvec_reschedule_ipi|sysvec_call_function|smp_call_function/) return "IPIs (reschedule, membarrier)"
     if (chain ~ /membarrier/) return "membarrier syscall"
@@ -88,11 +95,11 @@ function bucket(chain) {
 { sym = $2; for (i = 3; i <= NF; i++) sym = sym " " $i; if (n == 0) first = sym; chain = chain "|" sym; n++ }
 END {
     if (n) { b = bucket(chain); count[b]++; total++; self[first]++ }
-    for (b in count) printf "%5.1f%%  %s\n", 100 * count[b] / total, b | "sort -rn"
+    for (b in count) printf "%5.1f%%  %6.2f us/msg  %s\n", 100 * count[b] / total, count[b] * per_msg, b | "sort -rn"
     close("sort -rn")
     print "\ntop symbols, by samples in the symbol itself:"
     for (s in self) printf "%5.1f%%  %s\n", 100 * self[s] / total, s | ("sort -rn | head -n " top)
     close("sort -rn | head -n " top)
-    printf "(%d samples)\n", total
+    printf "(%d samples: %.2f us of broker CPU per message)\n", total, total * per_msg
 }'
 

@@ -32,7 +32,7 @@ pub struct BrokerArgs {
     /// (otherwise kept in {data}/state).
     #[arg(long)]
     no_persistence: bool,
-    /// Number of shards (executor threads) [default: one per core].
+    /// Number of shards (executor threads) [default: one per core; one on two cores or fewer].
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
     /// How plain MQTT connections are read: epoll (one readiness list per shard) or glommio
