@@ -28,6 +28,10 @@ use slab::Slab;
 /// many.
 const EVENTS_PER_WAIT: usize = 256;
 
+/// How often connections waiting for send space retry their send regardless of the kernel's
+/// report (see [`Poller::rewake_writers`]).
+const REWAKE_WRITERS: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What the reaper knows about one registered socket, shared with its stream.
 #[derive(Default)]
 pub(crate) struct Readiness {
@@ -133,6 +137,17 @@ impl Poller {
     /// and again, until `stop` resolves. A failure of the bridge is logged and ends the loop
     /// after waking everybody, whose reads then fall back to trying `recv` on every poll.
     pub(crate) async fn run(self: Rc<Self>, id: usize) {
+        let writers = Rc::downgrade(&self);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(REWAKE_WRITERS).await;
+                let Some(poller) = writers.upgrade() else {
+                    break;
+                };
+                poller.rewake_writers();
+            }
+        })
+        .detach();
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
         loop {
             if let Err(e) = self.arm_bridge() {
@@ -149,6 +164,18 @@ impl Poller {
         for readiness in self.sockets.borrow().iter().map(|(_, r)| r) {
             readiness.readable.set(true);
             wake(&readiness.read_waker);
+            wake(&readiness.write_waker);
+        }
+    }
+
+    /// Wakes every connection waiting for send space, so it tries its send again. The kernel
+    /// reports send space once after a full buffer; should that report ever be missed, the
+    /// writer would otherwise wait for the client's next packet (its keepalive, up to a
+    /// minute). Once in one of about fifteen flat-out runs a subscriber's deliveries did wait
+    /// that long (and resumed with its PINGREQ), cause not found; this bounds any such wait to
+    /// [`REWAKE_WRITERS`], for the cost of one `send` per blocked writer per period.
+    fn rewake_writers(&self) {
+        for (_, readiness) in self.sockets.borrow().iter() {
             wake(&readiness.write_waker);
         }
     }
