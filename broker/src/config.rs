@@ -322,9 +322,9 @@ mod humantime_secs {
 ///
 /// Below saturation each shard sleeps between messages and pays a wake-up for each batch, and a
 /// message whose subscriber is on another shard wakes that one too. Measured on two cores
-/// (BENCHMARKS.md), a second shard cost 1.7-2x the CPU per message at every fixed rate below
-/// saturation (fan-in, 1:1, the fleet) and gave 2-14 % more flat out: the cores are also the
-/// network stack's and the clients'. With more cores a shard's share of that is smaller and
+/// (BENCHMARKS.md), a second shard cost 1.4-2.2x the CPU per message at every fixed rate below
+/// saturation but fan-out (fan-in, 1:1, the fleet) and gave about 10 % more flat out: the
+/// cores are also the network stack's and the clients'. With more cores a shard's share of that is smaller and
 /// the throughput a busy broker needs is larger; one per core there is not measured here.
 pub fn default_shards(cores: usize) -> usize {
     if cores <= 2 {
