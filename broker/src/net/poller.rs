@@ -28,6 +28,9 @@ use slab::Slab;
 /// many.
 const EVENTS_PER_WAIT: usize = 256;
 
+/// How often the reaper looks at the ready list once the bridge has failed.
+const FALLBACK_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// How often connections waiting for send space retry their send regardless of the kernel's
 /// report (see [`Poller::rewake_writers`]).
 const REWAKE_WRITERS: std::time::Duration = std::time::Duration::from_millis(250);
@@ -133,9 +136,9 @@ impl Poller {
         self.sockets.borrow().len()
     }
 
-    /// The shard's reaper: waits for the set to become ready, wakes the connections it names,
-    /// and again, until `stop` resolves. A failure of the bridge is logged and ends the loop
-    /// after waking everybody, whose reads then fall back to trying `recv` on every poll.
+    /// The shard's reaper: waits for the set to become ready and wakes the connections it
+    /// names, for the shard's life. Should the bridge fail, it logs that and looks at the
+    /// ready list every [`FALLBACK_POLL`] instead: slower to notice, but nothing is lost.
     pub(crate) async fn run(self: Rc<Self>, id: usize) {
         let writers = Rc::downgrade(&self);
         glommio::spawn_local(async move {
@@ -149,22 +152,20 @@ impl Poller {
         })
         .detach();
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
-        loop {
+        let failure = loop {
             if let Err(e) = self.arm_bridge() {
-                tracing::error!(shard = id, error = %e, "socket readiness bridge failed");
-                break;
+                break e;
             }
             if let Err(e) = self.pipe_read.read_at(0, 64).await {
-                tracing::error!(shard = id, error = %e, "socket readiness bridge failed");
-                break;
+                break io::Error::other(e.to_string());
             }
             self.reap_bridge();
             self.dispatch(&mut events);
-        }
-        for readiness in self.sockets.borrow().iter().map(|(_, r)| r) {
-            readiness.readable.set(true);
-            wake(&readiness.read_waker);
-            wake(&readiness.write_waker);
+        };
+        tracing::error!(shard = id, error = %failure, poll = ?FALLBACK_POLL, "socket readiness bridge failed; polling the readiness list instead");
+        loop {
+            glommio::timer::sleep(FALLBACK_POLL).await;
+            self.dispatch(&mut events);
         }
     }
 

@@ -36,7 +36,6 @@ impl PlainStream {
         // SAFETY: `fd` is the fresh duplicate.
         let socket = unsafe { OwnedFd::from_raw_fd(fd) };
         drop(stream);
-        set_nonblocking(&socket)?;
         let (token, readiness) = poller.register(socket.as_raw_fd())?;
         Ok(PlainStream {
             socket,
@@ -60,41 +59,32 @@ impl AsyncRead for PlainStream {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let readiness = &self.readiness;
-        if !readiness.readable.get() {
-            readiness.read_waker.set(Some(cx.waker().clone()));
-            return Poll::Pending;
-        }
-        loop {
+        if readiness.readable.get() {
             // SAFETY: `buf` is valid for `buf.len()` bytes for the duration of the call.
-            let n = unsafe {
+            let read = nonblocking(|| unsafe {
                 libc::recv(
                     self.socket.as_raw_fd(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
                     libc::MSG_DONTWAIT,
                 )
-            };
-            if n >= 0 {
-                // A short read emptied the receive queue: whatever arrives next raises a new
-                // edge, so there is no need to ask again (and see EAGAIN) until it does. End
-                // of stream (0) stays readable: every later read sees it again.
-                let n = n as usize;
-                if n > 0 && n < buf.len() {
-                    readiness.readable.set(false);
+            });
+            match read {
+                Ok(Some(n)) => {
+                    // A short read emptied the receive queue: whatever arrives next raises a
+                    // new edge, so there is no need to ask again (and see EAGAIN) until it
+                    // does. End of stream (0) stays readable: every later read sees it again.
+                    if n > 0 && n < buf.len() {
+                        readiness.readable.set(false);
+                    }
+                    return Poll::Ready(Ok(n));
                 }
-                return Poll::Ready(Ok(n));
-            }
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => {
-                    readiness.readable.set(false);
-                    readiness.read_waker.set(Some(cx.waker().clone()));
-                    return Poll::Pending;
-                }
-                _ => return Poll::Ready(Err(err)),
+                Ok(None) => readiness.readable.set(false),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
+        readiness.read_waker.set(Some(cx.waker().clone()));
+        Poll::Pending
     }
 }
 
@@ -104,30 +94,24 @@ impl AsyncWrite for PlainStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            // SAFETY: `buf` is valid for `buf.len()` bytes for the duration of the call.
-            let n = unsafe {
-                libc::send(
-                    self.socket.as_raw_fd(),
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n >= 0 {
-                return Poll::Ready(Ok(n as usize));
+        // SAFETY: `buf` is valid for `buf.len()` bytes for the duration of the call.
+        let written = nonblocking(|| unsafe {
+            libc::send(
+                self.socket.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        });
+        match written {
+            Ok(Some(n)) => Poll::Ready(Ok(n)),
+            // The full buffer marks the socket: the kernel reports send space as a new edge
+            // once the peer has taken some.
+            Ok(None) => {
+                self.readiness.write_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
             }
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::Interrupted => continue,
-                // The full buffer marks the socket: the kernel reports send space as a new
-                // edge once the peer has taken some.
-                io::ErrorKind::WouldBlock => {
-                    self.readiness.write_waker.set(Some(cx.waker().clone()));
-                    return Poll::Pending;
-                }
-                _ => return Poll::Ready(Err(err)),
-            }
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 
@@ -147,16 +131,21 @@ impl AsyncWrite for PlainStream {
     }
 }
 
-fn set_nonblocking(socket: &OwnedFd) -> io::Result<()> {
-    // SAFETY: reading and setting the flags of our own descriptor.
-    unsafe {
-        let flags = libc::fcntl(socket.as_raw_fd(), libc::F_GETFL);
-        if flags < 0 || libc::fcntl(socket.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
-        {
-            return Err(io::Error::last_os_error());
+/// Runs a non-blocking socket call (`MSG_DONTWAIT`, so the descriptor's own flags do not
+/// matter) until a signal does not interrupt it: the byte count, or `None` for "would block".
+fn nonblocking(mut call: impl FnMut() -> isize) -> io::Result<Option<usize>> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(err),
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
