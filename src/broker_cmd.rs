@@ -38,7 +38,7 @@ pub struct BrokerArgs {
     /// How plain MQTT connections are read: epoll (one readiness list per shard) or glommio
     /// (glommio's own streams) [default: epoll].
     #[arg(long, value_name = "epoll|glommio")]
-    socket_io: Option<broker::net::SocketIo>,
+    socket_io: Option<broker::SocketIo>,
     /// MQTT over TLS listener address (needs --tls-cert and --tls-key), e.g. 0.0.0.0:8883.
     #[arg(long, value_name = "ADDR")]
     mqtts: Option<SocketAddr>,
@@ -88,17 +88,18 @@ fn parse_http(text: &str) -> Result<HttpListen, String> {
 }
 
 /// Reads the config file (if any) and applies the flags over it.
-fn config(args: &BrokerArgs) -> Result<broker::Config, UsageError> {
-    let mut config = match &args.config {
+fn settings(args: &BrokerArgs) -> Result<fleetmq::Settings, UsageError> {
+    let mut settings = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 UsageError(format!("cannot read config file {}: {e}", path.display()))
             })?;
-            toml::from_str(&text)
+            fleetmq::Settings::from_toml(&text)
                 .map_err(|e| UsageError(format!("config file {}: {e}", path.display())))?
         }
-        None => broker::Config::default(),
+        None => fleetmq::Settings::default(),
     };
+    let config = &mut settings.broker;
     if let Some(mqtt) = args.mqtt {
         config.mqtt = mqtt;
     }
@@ -108,10 +109,10 @@ fn config(args: &BrokerArgs) -> Result<broker::Config, UsageError> {
         None => {}
     }
     if let Some(data) = &args.data {
-        config.archive.data = data.clone();
+        settings.archive.data = data.clone();
     }
     if args.no_archive {
-        config.archive.enabled = false;
+        settings.archive.enabled = false;
     }
     if args.no_persistence {
         config.persistence.enabled = false;
@@ -127,9 +128,9 @@ fn config(args: &BrokerArgs) -> Result<broker::Config, UsageError> {
     if let Some(io) = args.socket_io {
         config.socket_io = io;
     }
-    apply_security(args, &mut config);
-    config.validate().map_err(UsageError)?;
-    Ok(config)
+    apply_security(args, &mut settings.broker);
+    settings.validate().map_err(UsageError)?;
+    Ok(settings)
 }
 
 /// The TLS and authentication flags over the file's `[tls]` and `[auth]`.
@@ -168,13 +169,16 @@ fn apply_security(args: &BrokerArgs, config: &mut broker::Config) {
 
 /// Runs the broker until SIGINT or SIGTERM.
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
-    let config = config(&args)?;
-    let handle = match broker::start(config) {
-        Ok(handle) => handle,
+    let settings = settings(&args)?;
+    let handle = match fleetmq::start(&settings) {
+        Ok(pipeline) => pipeline.broker,
         // A file named in the configuration that cannot be used is the user's to fix.
-        Err(e @ (broker::BrokerError::Security(_) | broker::BrokerError::Config(_))) => {
-            return Err(UsageError(e.to_string()).into())
-        }
+        Err(
+            e @ (fleetmq::StartError::Settings(_)
+            | fleetmq::StartError::Broker(
+                broker::BrokerError::Security(_) | broker::BrokerError::Config(_),
+            )),
+        ) => return Err(UsageError(e.to_string()).into()),
         Err(e) => return Err(e).context("starting the broker"),
     };
     let mut signals = signal_hook::iterator::Signals::new([

@@ -79,26 +79,24 @@ fn prepare_data(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Starts the broker, moving to free ports if the wanted ones are taken.
-fn start_broker(args: &DemoArgs) -> anyhow::Result<broker::BrokerHandle> {
-    let mut config = broker::Config {
-        mqtt: args.mqtt,
-        http: Some(args.http),
-        ..broker::Config::default()
-    };
-    config.archive.data = args.data.clone();
+fn start_broker(args: &DemoArgs) -> anyhow::Result<fleetmq::Pipeline> {
+    let mut settings = fleetmq::Settings::default();
+    settings.broker.mqtt = args.mqtt;
+    settings.broker.http = Some(args.http);
+    settings.archive.data = args.data.clone();
     // Publish files often so the archive fills while the fleet drives.
-    config.archive.rotate_age = 10;
+    settings.archive.rotate_age = 10;
     for _ in 0..3 {
-        match broker::start(config.clone()) {
-            Ok(handle) => return Ok(handle),
-            Err(broker::BrokerError::Bind { addr, source })
+        match fleetmq::start(&settings) {
+            Ok(pipeline) => return Ok(pipeline),
+            Err(fleetmq::StartError::Broker(broker::BrokerError::Bind { addr, source }))
                 if source.kind() == std::io::ErrorKind::AddrInUse =>
             {
                 eprintln!("fleetmq demo: {addr} is taken; using a free port instead");
-                if addr.port() == config.mqtt.port() {
-                    config.mqtt.set_port(0);
+                if addr.port() == settings.broker.mqtt.port() {
+                    settings.broker.mqtt.set_port(0);
                 } else {
-                    config.http = Some(SocketAddr::new(args.http.ip(), 0));
+                    settings.broker.http = Some(SocketAddr::new(args.http.ip(), 0));
                 }
             }
             Err(e) => return Err(e).context("starting the broker"),
@@ -119,7 +117,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .into());
     }
     prepare_data(&args.data)?;
-    let handle = start_broker(&args)?;
+    let fleetmq::Pipeline {
+        broker: handle,
+        archive,
+    } = start_broker(&args)?;
     let mqtt = handle.mqtt_addr();
     eprintln!(
         "fleetmq demo: broker on mqtt://{mqtt}, archive in {}",
@@ -182,7 +183,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .context("installing signal handlers")?;
         signals.forever().next();
     }
-    let archive = handle.archive().cloned();
     handle.shutdown();
     handle.join().context("stopping the broker")?;
 

@@ -25,8 +25,6 @@ pub struct Config {
     pub shards: usize,
     /// Limits applied to every connection.
     pub limits: Limits,
-    /// The telemetry archive (write-ahead log and Parquet files).
-    pub archive: ArchiveSettings,
     /// MQTT over TLS (`mqtts`), off unless given; needs `[tls]`.
     pub mqtts: Option<SocketAddr>,
     /// The HTTP listener over TLS (dashboard, MQTT over secure WebSocket at `/mqtt`),
@@ -67,7 +65,8 @@ pub enum FsyncPolicy {
 pub struct PersistenceSettings {
     /// Persist at all.
     pub enabled: bool,
-    /// Where; empty means `{archive.data}/state`.
+    /// Where: `fleet-data/state` by default (fleetmq puts it in `state/` under the archive's
+    /// data directory).
     pub dir: std::path::PathBuf,
     /// When the log is synced.
     pub fsync: FsyncPolicy,
@@ -81,7 +80,7 @@ impl Default for PersistenceSettings {
     fn default() -> PersistenceSettings {
         PersistenceSettings {
             enabled: true,
-            dir: std::path::PathBuf::new(),
+            dir: std::path::PathBuf::from("fleet-data/state"),
             fsync: FsyncPolicy::Always,
             sync_interval_ms: 1000,
             compact_bytes: 64 << 20,
@@ -116,78 +115,6 @@ pub struct AuthSettings {
     /// Let clients without credentials in even though a password file or client CA is set,
     /// and allow listening beyond loopback without any authentication.
     pub allow_anonymous: bool,
-}
-
-/// Which topics are archived, where, and how files are cut.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArchiveSettings {
-    /// Archive at all.
-    pub enabled: bool,
-    /// The data directory: `{data}/gps`, `{data}/reefer`, `{data}/rejects`, `{data}/wal`.
-    pub data: std::path::PathBuf,
-    /// Topic filters whose messages are archived.
-    pub topics: Vec<String>,
-    /// Rows per Parquet file at most.
-    pub rotate_rows: usize,
-    /// Buffered bytes per open file at most.
-    pub rotate_bytes: usize,
-    /// Seconds an open file may stay unpublished.
-    pub rotate_age: u64,
-    /// Parquet writer threads (records are spread by vehicle).
-    pub writer_threads: usize,
-    /// Memory bound of all writers' buffers, bytes.
-    pub max_buffered_bytes: usize,
-    /// Milliseconds a write-ahead log round gathers records before its fdatasync, when at least
-    /// four connections appended lately (0: sync at once; fewer syncs at a fleet's trickle, at
-    /// most this much more QoS 1 acknowledgement latency; a lone client is never held).
-    pub commit_delay_ms: u64,
-}
-
-/// How long a write-ahead log round of the broker's archive gathers records from many
-/// connections: at a fleet's rate (readings spread evenly over thousands of connections) one
-/// fdatasync per reading was the largest cost of archiving; 5 ms cut the broker's CPU per
-/// reading by about a third (BENCHMARKS.md, the fleet workload).
-pub const DEFAULT_COMMIT_DELAY_MS: u64 = 5;
-
-impl Default for ArchiveSettings {
-    fn default() -> ArchiveSettings {
-        let defaults = ingest::ArchiveConfig::default();
-        ArchiveSettings {
-            enabled: true,
-            data: std::path::PathBuf::from("fleet-data"),
-            topics: vec!["fleet/+/gps".into(), "fleet/+/reefer".into()],
-            rotate_rows: defaults.rotate_rows,
-            rotate_bytes: defaults.rotate_bytes,
-            rotate_age: defaults.rotate_age.as_secs(),
-            writer_threads: defaults.writer_threads,
-            max_buffered_bytes: defaults.max_buffered_bytes,
-            // A fleet's vehicles each on their own connection: a round waits this long only
-            // when several connections append lately, so a lone client is never held.
-            commit_delay_ms: DEFAULT_COMMIT_DELAY_MS,
-        }
-    }
-}
-
-impl ArchiveSettings {
-    /// The ingest crate's configuration for these settings.
-    pub fn to_ingest(&self) -> ingest::ArchiveConfig {
-        ingest::ArchiveConfig {
-            data_dir: self.data.clone(),
-            rotate_rows: self.rotate_rows,
-            rotate_bytes: self.rotate_bytes,
-            rotate_age: Duration::from_secs(self.rotate_age),
-            writer_threads: self.writer_threads,
-            max_buffered_bytes: self.max_buffered_bytes,
-            commit_delay: Duration::from_millis(self.commit_delay_ms),
-            ..ingest::ArchiveConfig::new(self.data.clone())
-        }
-    }
-
-    /// True when `topic` is archived.
-    pub fn archives(&self, topic: &str) -> bool {
-        self.enabled && self.topics.iter().any(|f| protocol::matches(f, topic))
-    }
 }
 
 /// Per-connection and per-session limits.
@@ -263,7 +190,6 @@ impl Default for Config {
             sys_interval: 10,
             shards: 0,
             limits: Limits::default(),
-            archive: ArchiveSettings::default(),
             mqtts: None,
             https: None,
             tls: TlsSettings::default(),
@@ -359,17 +285,6 @@ impl Config {
         }
         if l.max_outbox_packets == 0 {
             return Err("limits.max_outbox_packets must be at least 1".into());
-        }
-        for filter in &self.archive.topics {
-            protocol::validate_topic_filter(filter).map_err(|e| {
-                format!("archive.topics: {filter:?} is not a valid topic filter: {e}")
-            })?;
-        }
-        if self.archive.enabled {
-            self.archive
-                .to_ingest()
-                .validate()
-                .map_err(|e| format!("archive: {e}"))?;
         }
         if self.shards > 1024 {
             return Err("shards must be between 0 (one per core) and 1024".into());

@@ -222,11 +222,6 @@ impl Shard {
         self.pump(slot, now);
     }
 
-    /// Bytes held in the session queues of this shard (bounded by `max_shard_queued_bytes`).
-    pub fn queued_bytes(&self) -> usize {
-        self.queued_total.get()
-    }
-
     /// Adjusts the shard's queued bytes when a session with `bytes` queued arrives (`true`)
     /// or leaves.
     pub fn track_queued(&self, bytes: usize, arrives: bool) {

@@ -4,29 +4,31 @@
 //! One glommio executor per core (a *shard*). Every shard binds the same port with SO_REUSEPORT
 //! and owns the connections the kernel gives it, with their sessions and queues; its state is
 //! single-threaded (`Rc<RefCell<_>>`), so the hot path takes no lock. Shards talk only through
-//! one glommio channel mesh carrying [`mesh::ShardMsg`]: subscription and retained-message
+//! one glommio channel mesh carrying `mesh::ShardMsg`: subscription and retained-message
 //! replication, batched deliveries, and the client-id claim protocol that moves a session to
 //! the shard where its client reconnected.
 //!
 //! # Layout
-//! - [`server`]: [`start`] binds listeners and runs the shards; [`BrokerHandle`] stops them.
-//! - [`shard`]: a shard's state, routing of a message, mesh message handling, the sweeper.
-//! - [`delivery`]: delivery to a shard's sessions, queue bounds and drop policy.
-//! - [`pressure`]: a connected subscriber's full queue slows publishers down; a stuck one does
+//! - `server`: [`start`] binds listeners and runs the shards; [`BrokerHandle`] stops them.
+//! - `shard`: a shard's state, routing of a message, mesh message handling, the sweeper.
+//! - `delivery`: delivery to a shard's sessions, queue bounds and drop policy.
+//! - `pressure`: a connected subscriber's full queue slows publishers down; a stuck one does
 //!   not.
-//! - [`connection`]: the per-connection MQTT state machine (reader and writer tasks).
-//! - [`session`]: session state that survives a connection and moves between shards.
-//! - [`handoff`]: moving a persistent session between shards' logs, crash-safe.
+//! - `connection`: the per-connection MQTT state machine (reader and writer tasks).
+//! - `session`: session state that survives a connection and moves between shards.
+//! - `handoff`: moving a persistent session between shards' logs, crash-safe.
 //! - [`trie`]: the subscription table (`+`, `#`, `$share/`).
-//! - [`will`]: Wills, delayed ones kept across a restart.
-//! - [`mesh`]: messages between shards and the per-peer queues that never block a shard.
-//! - [`message`]: messages and deliveries, shared (`Bytes`), never copied per subscriber.
-//! - [`outbox`]: a connection's outbound queue and close signal.
-//! - [`persist`]: the per-shard state log and snapshots.
-//! - [`recovery`]: rebuilding every shard's state from its log before accepting clients.
+//! - `will`: Wills, delayed ones kept across a restart.
+//! - `mesh`: messages between shards and the per-peer queues that never block a shard.
+//! - `message`: messages and deliveries, shared (`Bytes`), never copied per subscriber.
+//! - `outbox`: a connection's outbound queue and close signal.
+//! - `persist`: the per-shard state log and snapshots.
+//! - `recovery`: rebuilding every shard's state from its log before accepting clients.
 //! - [`metrics`]: per-shard counters and their snapshots (Prometheus text).
-//! - [`http`]: the HTTP listener: dashboard, MQTT over WebSocket at `/mqtt`, `/metrics`.
-//! - [`sys`]: the `$SYS/broker/...` topics.
+//! - [`sink`]: what an embedding program plugs in: a durable sink for archived topics
+//!   (fleetmq's Parquet archive) and static HTTP files (its dashboard).
+//! - `http`: the HTTP listener: static files, MQTT over WebSocket at `/mqtt`, `/metrics`.
+//! - `sys`: the `$SYS/broker/...` topics.
 //! - [`security`]: password file, certificate identity, ACLs, TLS; reloadable.
 //! - [`config`]: [`Config`] and its limits.
 //!
@@ -40,27 +42,31 @@
 //! ```
 
 pub mod config;
-pub mod connection;
-pub mod delivery;
-pub mod handoff;
-pub mod http;
-pub mod mesh;
-pub mod message;
+mod connection;
+mod delivery;
+mod handoff;
+mod http;
+mod mesh;
+mod message;
 pub mod metrics;
-pub mod net;
-pub mod outbox;
-pub mod outgoing;
-pub mod persist;
-pub mod pressure;
-pub mod recovery;
+mod net;
+mod outbox;
+mod outgoing;
+mod persist;
+mod pressure;
+mod recovery;
 pub mod security;
-pub mod server;
-pub mod session;
-pub mod sessions;
-pub mod shard;
-pub mod sys;
+mod server;
+mod session;
+mod sessions;
+mod shard;
+pub mod sink;
+mod sys;
 pub mod trie;
-pub mod will;
+mod will;
 
 pub use config::{Config, Limits};
-pub use server::{start, BrokerError, BrokerHandle};
+pub use metrics::Snapshot;
+pub use net::SocketIo;
+pub use server::{start, start_with, BrokerError, BrokerHandle};
+pub use sink::{Extensions, ShardSink, Sink, StaticFiles};

@@ -427,68 +427,6 @@ fn escape_label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Prometheus text for the archive's counters.
-pub fn archive_prometheus(stats: &ingest::ArchiveStats) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    /// Name, type, help, and (kind label, value) samples.
-    type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, u64)]);
-    let lines: [Family; 6] = [
-        (
-            "archive_rows_total",
-            "counter",
-            "Rows written to published Parquet files, by kind.",
-            &[
-                ("gps", stats.gps_rows),
-                ("reefer", stats.reefer_rows),
-                ("rejects", stats.reject_rows),
-            ],
-        ),
-        (
-            "archive_files_total",
-            "counter",
-            "Parquet files published.",
-            &[("", stats.files)],
-        ),
-        (
-            "archive_duplicates_total",
-            "counter",
-            "Records already archived (QoS 1 redelivery, replay), not written again.",
-            &[("", stats.duplicates)],
-        ),
-        (
-            "archive_lag_records",
-            "gauge",
-            "Records durable in the log and not yet in a published file.",
-            &[("", stats.lag)],
-        ),
-        (
-            "archive_buffered_bytes",
-            "gauge",
-            "Bytes of rows buffered in open files.",
-            &[("", stats.buffered_bytes + stats.queued_bytes)],
-        ),
-        (
-            "archive_write_errors_total",
-            "counter",
-            "Files that failed to publish (retried).",
-            &[("", stats.write_errors)],
-        ),
-    ];
-    for (name, kind, help, samples) in lines {
-        let _ = writeln!(out, "# HELP fleetmq_{name} {help}");
-        let _ = writeln!(out, "# TYPE fleetmq_{name} {kind}");
-        for (label, value) in samples {
-            if label.is_empty() {
-                let _ = writeln!(out, "fleetmq_{name} {value}");
-            } else {
-                let _ = writeln!(out, "fleetmq_{name}{{kind=\"{label}\"}} {value}");
-            }
-        }
-    }
-    out
-}
-
 impl Metrics {
     /// The counters as a snapshot (queue figures are filled in by the shard).
     pub fn counters(&self) -> Snapshot {

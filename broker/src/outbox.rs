@@ -118,11 +118,6 @@ impl Outbox {
         self.wake();
     }
 
-    /// True once closed.
-    pub fn is_closed(&self) -> bool {
-        self.closed.get()
-    }
-
     fn wake(&self) {
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();

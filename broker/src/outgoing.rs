@@ -32,6 +32,7 @@ pub enum Outgoing {
 
 /// The four acknowledgements of the QoS 1 and 2 flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // named after the MQTT packets they stand for
 pub enum AckKind {
     /// PUBACK (QoS 1).
     PubAck,

@@ -16,7 +16,6 @@ use glommio::{
     net::TcpListener,
     LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles,
 };
-use ingest::{Archive, ShardWal};
 use socket2::{Domain, Socket, Type};
 
 use crate::{
@@ -27,6 +26,7 @@ use crate::{
     net::{PlainStream, Poller, SocketIo},
     security::{identity, Security, SecurityError},
     shard::Shard,
+    sink::{Extensions, Sink},
 };
 
 /// Submission queue depth of each shard's io_uring rings (glommio's default is 128).
@@ -58,9 +58,9 @@ pub enum BrokerError {
     /// A shard thread panicked or failed.
     #[error("shard failed: {0}")]
     Shard(String),
-    /// The archive could not be opened or closed.
-    #[error("archive: {0}")]
-    Archive(#[from] ingest::ArchiveError),
+    /// The durable sink could not be opened or closed.
+    #[error("{0}")]
+    Sink(String),
     /// A password, ACL, certificate or key file cannot be used.
     #[error("{0}")]
     Security(#[from] SecurityError),
@@ -71,7 +71,7 @@ pub enum BrokerError {
 
 /// A running broker.
 pub struct BrokerHandle {
-    archive: Option<Arc<Archive>>,
+    sink: Option<Arc<dyn Sink>>,
     /// The state directory's lock, released when the handle goes (after the shards stopped).
     _state_lock: Option<std::fs::File>,
     mqtt_addr: SocketAddr,
@@ -126,11 +126,6 @@ impl BrokerHandle {
             .collect()
     }
 
-    /// The telemetry archive, when enabled.
-    pub fn archive(&self) -> Option<&Arc<Archive>> {
-        self.archive.as_ref()
-    }
-
     /// Connections accepted so far by each shard, in shard order. Lets tests prove that a
     /// publisher and a subscriber sit on different shards.
     pub fn accepted_per_shard(&self) -> Vec<u64> {
@@ -157,9 +152,9 @@ impl BrokerHandle {
         for result in threads.join_all() {
             result.map_err(|e| BrokerError::Shard(e.to_string()))?;
         }
-        // Every shard has closed its log; publish what the writers still buffer.
-        if let Some(archive) = &self.archive {
-            archive.close()?;
+        // Every shard has closed its writer; the sink finishes what it still buffers.
+        if let Some(sink) = &self.sink {
+            sink.close().map_err(BrokerError::Sink)?;
         }
         Ok(())
     }
@@ -170,9 +165,9 @@ impl Drop for BrokerHandle {
         if let Some(threads) = self.threads.take() {
             self.stop.store(true, Ordering::Relaxed);
             let _ = threads.join_all();
-            if let Some(archive) = &self.archive {
-                if let Err(e) = archive.close() {
-                    tracing::error!(error = %e, "closing the archive");
+            if let Some(sink) = &self.sink {
+                if let Err(e) = sink.close() {
+                    tracing::error!(error = %e, "closing the sink");
                 }
             }
         }
@@ -239,7 +234,7 @@ struct ShardSetup {
     stop: Arc<AtomicBool>,
     accepted: Arc<Vec<AtomicU64>>,
     published: Arc<Vec<Mutex<Snapshot>>>,
-    archive: Option<Arc<Archive>>,
+    extensions: Extensions,
     /// Each shard reports here once it serves (or why it cannot).
     ready: std::sync::mpsc::Sender<Result<(), String>>,
     /// Recovery phases reached, summed over shards ([`crate::recovery`]).
@@ -248,26 +243,26 @@ struct ShardSetup {
     holding_back: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// Starts the broker: binds the listeners (so port 0 becomes a real port before anything
-/// runs), then one executor per shard.
+/// Starts a plain broker: [`start_with`] without extensions.
 ///
 /// # Errors
-/// Invalid configuration, a port that cannot be bound, executors that cannot start.
-pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
+/// As [`start_with`].
+pub fn start(config: Config) -> Result<BrokerHandle, BrokerError> {
+    start_with(config, Extensions::default())
+}
+
+/// Starts the broker with what the embedding program plugs in: binds the listeners (so port 0
+/// becomes a real port before anything runs), then one executor per shard, each of which
+/// opens its writer into the sink before it takes clients.
+///
+/// # Errors
+/// Invalid configuration, a port that cannot be bound, a state directory or sink that cannot
+/// be used, executors that cannot start.
+pub fn start_with(mut config: Config, extensions: Extensions) -> Result<BrokerHandle, BrokerError> {
     config.validate().map_err(BrokerError::Config)?;
-    // Shards open files from their own threads; a relative data directory must not depend on
-    // anything but the directory the broker was started in.
-    config.archive.data = std::path::absolute(&config.archive.data).map_err(|e| {
-        BrokerError::Config(format!(
-            "archive.data {}: {e}",
-            config.archive.data.display()
-        ))
-    })?;
     if config.persistence.enabled {
-        // Broker state lives beside the archive unless placed elsewhere (design: state/).
-        if config.persistence.dir.as_os_str().is_empty() {
-            config.persistence.dir = config.archive.data.join("state");
-        }
+        // Shards open files from their own threads; a relative directory must not depend on
+        // anything but the directory the broker was started in.
         config.persistence.dir = std::path::absolute(&config.persistence.dir).map_err(|e| {
             BrokerError::Config(format!(
                 "persistence.dir {}: {e}",
@@ -302,13 +297,6 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
     let (http, http_addr) = bind_optional(config.http)?;
     let (mqtts, mqtts_addr) = bind_optional(config.mqtts)?;
     let (https, https_addr) = bind_optional(config.https)?;
-    let archive = if config.archive.enabled {
-        let archive = Archive::open(config.archive.to_ingest())?;
-        tracing::info!(data = %config.archive.data.display(), topics = ?config.archive.topics, "archive open");
-        Some(archive)
-    } else {
-        None
-    };
     let stop = Arc::new(AtomicBool::new(false));
     let accepted: Arc<Vec<AtomicU64>> =
         Arc::new((0..nr_shards).map(|_| AtomicU64::new(0)).collect());
@@ -331,7 +319,7 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
         stop: stop.clone(),
         accepted: accepted.clone(),
         published: published.clone(),
-        archive: archive.clone(),
+        extensions: extensions.clone(),
         recovery_phase: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         holding_back: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     };
@@ -345,7 +333,7 @@ pub fn start(mut config: Config) -> Result<BrokerHandle, BrokerError> {
         })
         .map_err(|e| BrokerError::Executor(e.to_string()))?;
     let mut handle = BrokerHandle {
-        archive,
+        sink: extensions.sink,
         _state_lock: state_lock,
         mqtt_addr,
         http_addr,
@@ -436,18 +424,15 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
             peers.clone(),
             setup.stop.clone(),
             setup.published.clone(),
-            setup.archive.clone(),
+            setup.extensions.clone(),
         )
         .with_security(setup.security.clone())
         .with_holding_back(setup.holding_back.clone()),
     );
-    if let Some(archive) = &setup.archive {
-        // Replays what the log holds beyond the archive's checkpoint before taking clients.
-        let (wal, replayed, end) = ShardWal::open(archive.clone(), id).await?;
-        if !replayed.is_empty() {
-            tracing::info!(shard = id, records = replayed.len(), %end, "write-ahead log replayed into the archive");
-        }
-        *shard.wal.borrow_mut() = Some(Rc::new(wal));
+    if let Some(sink) = &setup.extensions.sink {
+        // A sink replays what it logged before a crash here, before the shard takes clients.
+        let writer = sink.open_shard(id).await.map_err(BrokerError::Sink)?;
+        *shard.sink.borrow_mut() = Some(writer);
     }
 
     let senders = Rc::new(senders);
@@ -573,15 +558,9 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     if let Some(persist) = persist {
         persist.close().await;
     }
-    let wal = shard.wal.borrow_mut().take();
-    if let Some(wal) = wal {
-        match Rc::try_unwrap(wal) {
-            Ok(wal) => wal.close().await?,
-            Err(_) => tracing::warn!(
-                shard = id,
-                "write-ahead log still in use at shutdown; left for replay"
-            ),
-        }
+    let sink = shard.sink.borrow_mut().take();
+    if let Some(sink) = sink {
+        sink.close().await.map_err(BrokerError::Sink)?;
     }
     tracing::debug!(shard = id, "shard stopped");
     Ok(())

@@ -123,6 +123,7 @@ impl PacketIds {
     }
 
     /// True when the set is empty.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -345,11 +346,6 @@ impl SessionState {
     /// True when its state outlives a connection, and so is persisted.
     pub fn is_persistent(&self) -> bool {
         self.expiry_interval > 0
-    }
-
-    /// Number of messages owed to the client (in flight and queued).
-    pub fn pending(&self) -> usize {
-        self.inflight.len() + self.queue.len()
     }
 }
 

@@ -79,6 +79,7 @@ impl SessionMap {
     }
 
     /// True when none are.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }

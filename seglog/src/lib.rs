@@ -1,4 +1,6 @@
-//! The files under fleetmq's logs (the broker's state log and the archive's write-ahead log).
+//! fleetmq's log, under both the broker's state log and the archive's write-ahead log:
+//! checksummed frames in numbered segment files, written by group commit, with a torn tail
+//! cut off at recovery.
 //!
 //! Both logs append frames to segment files from a glommio executor and must make them durable
 //! before anything is acknowledged. Direct I/O (`O_DIRECT`, glommio's DMA files) keeps the log
@@ -11,6 +13,10 @@
 //! page cache reads any file on any filesystem, whatever its size or how it was written.
 //!
 //! # Layout
+//! - [`frame`]: a record's frame (length, crc32, body) and the recovery scan that stops at a
+//!   torn or corrupt tail.
+//! - [`segments`]: [`Segments`], a directory of numbered segment files.
+//! - [`group`]: [`GroupCommit`], tickets, rounds and waiters of the group commit.
 //! - [`io_mode`]: [`IoMode`] and [`probe`], which picks it for a directory.
 //! - [`append`]: [`AppendFile`], the segment writer.
 //! - [`fs`]: whole-file reads, directory syncs, blocking work off the executor.
@@ -18,9 +24,14 @@
 #![warn(missing_docs)]
 
 pub mod append;
+pub mod frame;
 pub mod fs;
+pub mod group;
 pub mod io_mode;
+pub mod segments;
 
 pub use append::{AppendFile, LOG_BUFFER};
 pub use fs::{blocking, read_whole, sync_dir};
+pub use group::{GroupCommit, Round, Ticket};
 pub use io_mode::{probe, IoMode};
+pub use segments::Segments;

@@ -2,6 +2,7 @@
 
 use std::{rc::Rc, time::Instant};
 
+use futures_lite::future::poll_fn;
 use protocol::{Packet, Properties, PubAck, Publish, QoS, ReasonCode};
 
 use super::{acks::Durability, Conn, Ending};
@@ -11,6 +12,7 @@ use crate::{
     message::Message,
     outgoing::{AckKind, Outgoing},
     persist::Record,
+    sink::{ShardSink, SinkMessage, Ticket},
 };
 
 impl Conn {
@@ -105,7 +107,7 @@ impl Conn {
     /// acknowledgements are still waiting.
     fn durability(
         &self,
-        logged: Option<(Rc<ingest::ShardWal>, ingest::WalTicket)>,
+        logged: Option<(Rc<dyn ShardSink>, Ticket)>,
         retained_everywhere: Option<bool>,
         remote: bool,
     ) -> Option<Durability> {
@@ -126,10 +128,11 @@ impl Conn {
                     return Err("the retained message could not be made durable".to_string());
                 }
             }
-            if let Some((wal, ticket)) = logged {
-                if let Err(e) = wal.durable(ticket).await {
-                    tracing::error!(shard = shard.id, error = %e, "write-ahead log failed; not acknowledging");
-                    return Err("the archive's write-ahead log failed".to_string());
+            if let Some((sink, ticket)) = logged {
+                let durable = poll_fn(|cx| sink.poll_durable(ticket, cx)).await;
+                if let Err(e) = durable {
+                    tracing::error!(shard = shard.id, error = %e, "the archive's sink failed; not acknowledging");
+                    return Err("the archive failed to make the message durable".to_string());
                 }
             }
             if peers && !shard.barrier_with(true).await {
@@ -249,26 +252,24 @@ impl Conn {
         }
     }
 
-    /// Appends an archived message to this shard's write-ahead log; the ticket tells when it
+    /// Appends a message of an archived topic to this shard's sink; the ticket tells when it
     /// is durable.
-    fn log_for_archive(
-        &self,
-        message: &Message,
-    ) -> Option<(std::rc::Rc<ingest::ShardWal>, ingest::WalTicket)> {
-        if !self.shard.config.archive.archives(&message.topic) {
+    fn log_for_archive(&self, message: &Message) -> Option<(Rc<dyn ShardSink>, Ticket)> {
+        let topics = &self.shard.sink_topics;
+        if topics.is_empty() || !topics.iter().any(|f| protocol::matches(f, &message.topic)) {
             return None;
         }
-        let wal = self.shard.wal.borrow().clone()?;
+        let sink = self.shard.sink.borrow().clone()?;
         let received_at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let record = ingest::Record::new(
-            message.topic.as_bytes().clone(),
-            message.payload.clone(),
+        let ticket = sink.append(SinkMessage {
+            topic: message.topic.as_bytes(),
+            payload: &message.payload,
             received_at_ms,
-        );
-        let ticket = wal.append(record, self.id);
-        Some((wal, ticket))
+            source: self.id,
+        });
+        Some((sink, ticket))
     }
 
     /// Applies a 5.0 Topic Alias: records it when a topic comes with it, substitutes it when

@@ -1,8 +1,8 @@
-//! The HTTP listener: the dashboard's static files, MQTT over WebSocket at `/mqtt`, Prometheus
+//! The HTTP listener: the static files the embedding program gives it
+//! ([`crate::sink::StaticFiles`], fleetmq's dashboard), MQTT over WebSocket at `/mqtt`, Prometheus
 //! metrics at `/metrics` and a health check at `/healthz`. It runs on the same shards as MQTT;
 //! a WebSocket connection is handed to the same connection state machine as a TCP one.
 
-mod assets;
 pub mod websocket;
 
 use std::{net::SocketAddr, rc::Rc, time::Duration};
@@ -100,8 +100,8 @@ where
         "/mqtt" => upgrade(shard, stream, peer, request, head.len() > used, cert_user).await,
         "/metrics" => {
             let mut text = Snapshot::to_prometheus(&shard.all_snapshots());
-            if let Some(archive) = &shard.archive {
-                text.push_str(&crate::metrics::archive_prometheus(&archive.stats()));
+            if let Some(sink) = &shard.extensions.sink {
+                text.push_str(&sink.prometheus());
             }
             let _ = respond(
                 &mut stream,
@@ -117,7 +117,12 @@ where
         _ => {
             let name = path.trim_start_matches('/');
             let name = if name.is_empty() { "index.html" } else { name };
-            match assets::find(name) {
+            let file = shard
+                .extensions
+                .static_files
+                .as_ref()
+                .and_then(|files| files.get(name));
+            match file {
                 Some((mime, body)) => {
                     let _ = respond(&mut stream, 200, mime, body).await;
                 }

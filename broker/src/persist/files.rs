@@ -1,13 +1,13 @@
-//! The files of a shard's state: names, listing, reading, the snapshot write (temp, sync,
-//! rename, sync of the directory), segment creation, the directory lock.
+//! The files of a shard's state: its log segments, reading, the snapshot write (temp, sync,
+//! rename, sync of the directory), the directory lock.
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 pub(super) use seglog::blocking;
-use seglog::{AppendFile, IoMode};
+use seglog::{frame, AppendFile, IoMode, Segments};
 
-use super::{codec, frame, Record, StateSource};
+use super::{codec, Record, StateSource};
 use crate::config::PersistenceSettings;
 
 /// Write buffer of the snapshot writer (synced once, at its end).
@@ -22,24 +22,9 @@ pub fn shard_dir(settings: &PersistenceSettings, shard: usize) -> PathBuf {
     settings.dir.join(format!("shard-{shard}"))
 }
 
-pub(super) fn segment_path(dir: &Path, segment: u64) -> PathBuf {
-    dir.join(format!("{segment:020}.log"))
-}
-
-pub(super) fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        if let Some(n) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse().ok())
-        {
-            out.push(n);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
+/// The log segments of a shard's state directory, `{n:020}.log`.
+pub(super) fn segments(dir: &Path) -> Segments {
+    Segments::new(dir, "log")
 }
 
 /// Reads a whole snapshot or segment (through the page cache: see [`seglog::read_whole`]).
@@ -165,28 +150,4 @@ pub(super) async fn write_snapshot(
 
 pub(super) async fn sync_dir(dir: &Path) -> Result<(), String> {
     seglog::sync_dir(dir).await.map_err(|e| e.to_string())
-}
-
-/// Creates segment `segment` and makes its directory entry durable.
-pub(super) async fn create_segment(
-    dir: &Path,
-    io: IoMode,
-    segment: u64,
-) -> Result<AppendFile, String> {
-    let path = segment_path(dir, segment);
-    let file = AppendFile::create(&path, io, seglog::LOG_BUFFER)
-        .await
-        .map_err(|e| e.to_string())?;
-    sync_dir(dir).await?;
-    Ok(file)
-}
-
-/// Deletes a file; a failure is logged (recovery skips segments older than the snapshot).
-pub(super) async fn remove(path: PathBuf) {
-    let shown = path.display().to_string();
-    if let Err(e) = blocking(move || std::fs::remove_file(path)).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = shown, error = %e, "broker state: cannot delete an old log segment");
-        }
-    }
 }

@@ -20,26 +20,20 @@
 
 mod codec;
 mod files;
-mod frame;
 pub mod record;
 pub mod state;
 mod values;
 
 use std::{
     cell::{Cell, RefCell},
-    path::{Path, PathBuf},
+    path::Path,
     rc::Rc,
-    task::{Poll, Waker},
     time::{Duration, Instant},
 };
 
-use futures_lite::future::poll_fn;
-use seglog::{AppendFile, IoMode};
+use seglog::{frame, AppendFile, GroupCommit, IoMode, Segments};
 
-use files::{
-    blocking, create_segment, list_segments, read_file, remove, segment_path, write_snapshot,
-    SNAPSHOT,
-};
+use files::{blocking, read_file, segments, write_snapshot, SNAPSHOT};
 pub use files::{lock_state_dir, orphan_shards, remove_shard_dir, shard_dir};
 pub use record::Record;
 pub use state::Recovered;
@@ -68,8 +62,7 @@ pub struct PersistError {
 }
 
 /// Identifies an appended record until it is durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ticket(u64);
+pub use seglog::Ticket;
 
 /// Figures for `$SYS` and `/metrics`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -128,21 +121,9 @@ impl std::fmt::Debug for Persist {
 struct Inner {
     shard: usize,
     policy: FsyncPolicy,
-    pending: RefCell<Pending>,
+    /// Encoded frames gathering for the next round.
+    log: GroupCommit<Vec<u8>>,
     stats: Cell<PersistStats>,
-}
-
-#[derive(Default)]
-struct Pending {
-    frames: Vec<u8>,
-    /// Tickets issued so far.
-    issued: u64,
-    /// Tickets below this are durable.
-    durable: u64,
-    failed: Option<String>,
-    closing: bool,
-    waiters: Vec<Waker>,
-    task_waker: Option<Waker>,
 }
 
 /// What [`recover`] found.
@@ -180,9 +161,10 @@ pub async fn recover(
         path: path.display().to_string(),
         message,
     };
-    let segments = {
-        let listed = dir.clone();
-        blocking(move || std::fs::create_dir_all(&listed).and_then(|()| list_segments(&listed)))
+    let log = segments(&dir);
+    let on_disk = {
+        let (listed, log) = (dir.clone(), log.clone());
+        blocking(move || std::fs::create_dir_all(&listed).and_then(|()| log.list()))
             .await
             .map_err(|e| err("creating or listing", &dir, e.to_string()))?
     };
@@ -201,7 +183,7 @@ pub async fn recover(
             torn += 1;
             tracing::error!(shard, path = %snapshot.display(), offset, why, "broker state: snapshot damaged; keeping what checks out");
         }
-        for (_, body) in scan.bodies {
+        for (body, _) in scan.bodies {
             match Record::decode(body) {
                 Some(Record::SnapshotHeader { next_segment }) => first_segment = next_segment,
                 Some(record) => state.apply(record),
@@ -216,15 +198,16 @@ pub async fn recover(
         }
     }
     let mut replayed = 0;
-    for &seg in segments.iter().filter(|s| **s >= first_segment) {
-        let path = segment_path(&dir, seg);
+    for &seg in on_disk.iter().filter(|s| **s >= first_segment) {
+        let path = log.path(seg);
         let buf = read_file(&path)
             .await
             .map_err(|e| err("reading", &path, e))?;
         let scan = frame::scan(&buf);
         let mut valid = scan.valid_len;
         let mut why = scan.torn;
-        for (offset, body) in scan.bodies {
+        let mut start = 0;
+        for (body, end) in scan.bodies {
             match Record::decode(body) {
                 Some(record) => {
                     replayed += 1;
@@ -232,11 +215,12 @@ pub async fn recover(
                 }
                 None => {
                     // The checksum held but the record is not one we know: stop here too.
-                    why = Some((offset, "undecodable record"));
-                    valid = offset;
+                    why = Some((start, "undecodable record"));
+                    valid = start;
                     break;
                 }
             }
+            start = end;
         }
         if let Some((offset, reason)) = why {
             torn += 1;
@@ -248,20 +232,14 @@ pub async fn recover(
                 cut_bytes = buf.len() as u64 - valid,
                 "broker state: torn or corrupt log tail cut off; state recovered up to it"
             );
-            let cut = path.clone();
-            blocking(move || {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&cut)
-                    .and_then(|f| f.set_len(valid).and_then(|()| f.sync_all()))
-            })
-            .await
-            .map_err(|e| err("cutting the torn tail of", &path, e.to_string()))?;
+            log.truncate(seg, valid)
+                .await
+                .map_err(|e| err("cutting the torn tail of", &path, e.to_string()))?;
         }
     }
     Ok(Recovery {
         state,
-        segments,
+        segments: on_disk,
         replayed,
         torn,
         started,
@@ -271,7 +249,8 @@ pub async fn recover(
 
 /// The writing side, owned by the background task.
 struct Log {
-    dir: PathBuf,
+    dir: std::path::PathBuf,
+    segments: Segments,
     io: IoMode,
     segment: u64,
     writer: AppendFile,
@@ -310,11 +289,13 @@ impl Persist {
         let snapshot_bytes = write_snapshot(&dir, io, segment, source.as_ref())
             .await
             .map_err(err("writing a snapshot in"))?;
-        let writer = create_segment(&dir, io, segment)
+        let log = segments(&dir);
+        let writer = log
+            .create(segment, io)
             .await
-            .map_err(err("creating a log segment in"))?;
+            .map_err(|e| err("creating a log segment in")(e.to_string()))?;
         for old in recovery.segments {
-            remove(segment_path(&dir, old)).await;
+            log.remove(old).await;
         }
         let stats = PersistStats {
             log_bytes: snapshot_bytes,
@@ -326,11 +307,12 @@ impl Persist {
         let inner = Rc::new(Inner {
             shard,
             policy: settings.fsync,
-            pending: RefCell::new(Pending::default()),
+            log: GroupCommit::new(),
             stats: Cell::new(stats),
         });
         let log = Log {
             dir,
+            segments: log,
             io,
             segment,
             writer,
@@ -353,23 +335,19 @@ impl Persist {
     pub fn append(&self, record: &Record) -> Ticket {
         let mut w = codec::Writer::default();
         record.encode(&mut w);
-        let mut pending = self.inner.pending.borrow_mut();
-        if pending.failed.is_none() {
-            frame::encode(&w.buf, &mut pending.frames);
-        }
-        pending.issued += 1;
-        if let Some(waker) = pending.task_waker.take() {
-            waker.wake();
-        }
+        let ticket = self
+            .inner
+            .log
+            .append(|frames| frame::encode(&w.buf, frames));
         let mut stats = self.inner.stats.get();
         stats.records += 1;
         self.inner.stats.set(stats);
-        Ticket(pending.issued)
+        ticket
     }
 
     /// The ticket of the last record appended: durable once everything appended so far is.
     pub fn last_ticket(&self) -> Ticket {
-        Ticket(self.inner.pending.borrow().issued)
+        self.inner.log.last_ticket()
     }
 
     /// True when acknowledgements wait for durability (`fsync = "always"`).
@@ -382,18 +360,7 @@ impl Persist {
     /// # Errors
     /// The log failed before the record became durable.
     pub async fn durable(&self, ticket: Ticket) -> Result<(), String> {
-        poll_fn(|cx| {
-            let mut pending = self.inner.pending.borrow_mut();
-            if ticket.0 <= pending.durable {
-                Poll::Ready(Ok(()))
-            } else if let Some(message) = &pending.failed {
-                Poll::Ready(Err(message.clone()))
-            } else {
-                pending.waiters.push(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
+        self.inner.log.durable(ticket).await
     }
 
     /// Current figures.
@@ -403,13 +370,7 @@ impl Persist {
 
     /// Writes and syncs what is pending, closes the segment and stops the task.
     pub async fn close(&self) {
-        {
-            let mut pending = self.inner.pending.borrow_mut();
-            pending.closing = true;
-            if let Some(waker) = pending.task_waker.take() {
-                waker.wake();
-            }
-        }
+        self.inner.log.close();
         let task = self.task.borrow_mut().take();
         if let Some(task) = task {
             task.await;
@@ -422,56 +383,43 @@ async fn run(inner: Rc<Inner>, mut log: Log) {
     // Periodic policy: something was written since the last sync.
     let mut unsynced = false;
     loop {
-        let next = poll_fn(|cx| {
-            let mut pending = inner.pending.borrow_mut();
-            if !pending.frames.is_empty() {
-                Poll::Ready(Some((std::mem::take(&mut pending.frames), pending.issued)))
-            } else if pending.closing {
-                Poll::Ready(None)
-            } else {
-                pending.task_waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        });
-        let round = if periodic && unsynced {
+        let work = if periodic && unsynced {
             // Sync at the end of the interval even if nothing more is appended.
             let left = log.sync_interval.saturating_sub(log.last_sync.elapsed());
-            futures_lite::future::or(async { Some(next.await) }, async {
+            futures_lite::future::or(async { Some(inner.log.work().await) }, async {
                 glommio::timer::sleep(left).await;
                 None
             })
             .await
         } else {
-            Some(next.await)
+            Some(inner.log.work().await)
         };
-        let Some(round) = round else {
+        let Some(work) = work else {
             if let Err(e) = log.writer.sync().await {
                 tracing::error!(shard = inner.shard, error = %e, "broker state log: sync failed");
-                inner.pending.borrow_mut().failed = Some(e.to_string());
+                let upto = inner.log.last_ticket();
+                inner.log.complete(upto, Err(e.to_string()));
                 return;
             }
             log.last_sync = Instant::now();
             unsynced = false;
             continue;
         };
-        let Some((frames, upto)) = round else { break };
+        if !work {
+            break;
+        }
+        let Some(round) = inner.log.take_round() else {
+            continue;
+        };
         let sync = !periodic || log.last_sync.elapsed() >= log.sync_interval;
         unsynced = !sync;
-        let written = log.write(&frames, sync).await;
-        {
-            let mut pending = inner.pending.borrow_mut();
-            match &written {
-                Ok(()) => pending.durable = upto,
-                Err(message) => {
-                    tracing::error!(shard = inner.shard, error = %message, "broker state log failed; state changes are no longer persisted");
-                    pending.failed = Some(message.clone());
-                }
-            }
-            for waker in pending.waiters.drain(..) {
-                waker.wake();
-            }
+        let written = log.write(&round.batch, sync).await;
+        if let Err(message) = &written {
+            tracing::error!(shard = inner.shard, error = %message, "broker state log failed; state changes are no longer persisted");
         }
-        if written.is_err() {
+        let failed = written.is_err();
+        inner.log.complete(round.upto, written);
+        if failed {
             return;
         }
         let mut stats = inner.stats.get();
@@ -521,14 +469,18 @@ impl Log {
     /// Snapshot now, continue in a new segment, delete the old one.
     async fn compact(&mut self) -> Result<(), String> {
         let next = self.segment + 1;
-        let new_writer = create_segment(&self.dir, self.io, next).await?;
+        let new_writer = self
+            .segments
+            .create(next, self.io)
+            .await
+            .map_err(|e| e.to_string())?;
         // Everything appended from now on, and what is still pending, goes to the new segment
         // (redo-safe over the snapshot).
         self.snapshot_bytes =
             write_snapshot(&self.dir, self.io, next, self.source.as_ref()).await?;
         let old = std::mem::replace(&mut self.writer, new_writer);
         let _ = old.close().await;
-        remove(segment_path(&self.dir, self.segment)).await;
+        self.segments.remove(self.segment).await;
         self.segment = next;
         Ok(())
     }

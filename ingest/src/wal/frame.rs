@@ -1,25 +1,16 @@
-//! Framing of log records, checked on replay.
+//! A record's body in the write-ahead log, inside seglog's frame (length, crc32):
 //!
 //! ```text
-//! frame = len: u32 LE      length of body
-//!         crc: u32 LE      crc32 (IEEE) of body
-//!         body = received_at_ms: i64 LE | topic_len: u32 LE | topic | payload
+//! body = received_at_ms: i64 LE | topic_len: u32 LE | topic | payload
 //! ```
-//! A crash can leave a frame half written, and `DmaStreamWriter::sync` pads the last block
-//! with zeros (overwritten by the next write). Replay therefore stops at the first frame that
-//! does not check out: zeros to the end of the file are the normal padding, anything else is a
-//! torn or corrupt tail.
 
 use bytes::Bytes;
+use seglog::frame::HEADER;
 
 use crate::Record;
 
-/// Bytes before the body.
-pub const HEADER: usize = 8;
 /// Bytes of the body before the topic.
 const FIXED: usize = 12;
-/// Largest body accepted on replay (MQTT caps a packet at 256 MiB); a larger length is garbage.
-pub const MAX_BODY: usize = 256 << 20;
 
 /// Size of the frame of `record`.
 pub fn encoded_len(record: &Record) -> usize {
@@ -28,78 +19,37 @@ pub fn encoded_len(record: &Record) -> usize {
 
 /// Appends the frame of `record` to `out`.
 ///
-/// # Panics
-/// Never for MQTT messages: a topic is at most 64 KiB and a packet at most 256 MiB, far
-/// below `u32::MAX`; larger values are clamped, which replay then refuses as corrupt.
+/// A topic is at most 64 KiB and an MQTT packet at most 256 MiB, far below `u32::MAX`; larger
+/// values would be clamped, which replay then refuses as corrupt.
 pub fn encode(record: &Record, out: &mut Vec<u8>) {
-    let start = out.len();
-    let body_len = FIXED + record.topic.len() + record.payload.len();
-    out.extend_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(&[0; 4]); // crc, filled in below
-    out.extend_from_slice(&record.received_at_ms.to_le_bytes());
-    out.extend_from_slice(
-        &u32::try_from(record.topic.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
-    out.extend_from_slice(&record.topic);
-    out.extend_from_slice(&record.payload);
-    let crc = crc32fast::hash(&out[start + HEADER..]);
-    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    seglog::frame::encode_with(out, |out| {
+        out.extend_from_slice(&record.received_at_ms.to_le_bytes());
+        let topic_len = u32::try_from(record.topic.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&topic_len.to_le_bytes());
+        out.extend_from_slice(&record.topic);
+        out.extend_from_slice(&record.payload);
+    });
 }
 
-/// What is found at an offset of a segment.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Frame {
-    /// A valid record and the size of its frame. Topic and payload share the segment buffer.
-    Record(Record, usize),
-    /// The end of the log: end of file, or zero padding up to it.
-    End,
-    /// Not a valid frame, and not padding: a torn write or corruption.
-    Torn(&'static str),
-}
-
-/// Decodes the frame at `at` in `buf`.
-pub fn decode(buf: &Bytes, at: usize) -> Frame {
-    let rest = &buf[at.min(buf.len())..];
-    if rest.iter().all(|&b| b == 0) {
-        return Frame::End;
-    }
-    if rest.len() < HEADER {
-        return Frame::Torn("truncated frame header");
-    }
-    let len = u32_at(rest, 0) as usize;
-    let crc = u32_at(rest, 4);
-    if !(FIXED..=MAX_BODY).contains(&len) {
-        return Frame::Torn("implausible frame length");
-    }
-    if rest.len() < HEADER + len {
-        return Frame::Torn("frame runs past the end of the segment");
-    }
-    let body = &rest[HEADER..HEADER + len];
-    if crc32fast::hash(body) != crc {
-        return Frame::Torn("checksum mismatch");
+/// The record in a frame's body (topic and payload share the body's buffer), or why the body,
+/// although its checksum holds, is not one.
+pub fn decode(body: &Bytes) -> Result<Record, &'static str> {
+    if body.len() < FIXED {
+        return Err("record shorter than its fixed fields");
     }
     let mut received = [0; 8];
     received.copy_from_slice(&body[..8]);
-    let topic_len = u32_at(body, 8) as usize;
-    if topic_len > len - FIXED {
-        return Frame::Torn("topic length exceeds the frame");
+    let mut topic_len = [0; 4];
+    topic_len.copy_from_slice(&body[8..FIXED]);
+    let topic_end = FIXED + u32::from_le_bytes(topic_len) as usize;
+    if topic_end > body.len() {
+        return Err("topic length exceeds the frame");
     }
-    let topic_start = at + HEADER + FIXED;
-    let payload_start = topic_start + topic_len;
-    let record = Record {
-        topic: buf.slice(topic_start..payload_start),
-        payload: buf.slice(payload_start..at + HEADER + len),
+    Ok(Record {
+        topic: body.slice(FIXED..topic_end),
+        payload: body.slice(topic_end..),
         received_at_ms: i64::from_le_bytes(received),
-    };
-    Frame::Record(record, HEADER + len)
-}
-
-fn u32_at(buf: &[u8], at: usize) -> u32 {
-    let mut bytes = [0; 4];
-    bytes.copy_from_slice(&buf[at..at + 4]);
-    u32::from_le_bytes(bytes)
+    })
 }
 
 #[cfg(test)]
@@ -123,44 +73,30 @@ mod tests {
     }
 
     #[test]
-    fn frames_round_trip_then_end_at_padding() {
+    fn records_round_trip_through_their_frames() {
         let records = [record("fleet/v/gps", "{}", 5), record("t", "", -3)];
         let mut out = Vec::new();
         for r in &records {
             encode(r, &mut out);
         }
-        out.extend_from_slice(&[0; 100]);
-        let buf = Bytes::from(out);
-        let mut at = 0;
-        for expected in &records {
-            let Frame::Record(got, len) = decode(&buf, at) else {
-                panic!("no record at {at}");
-            };
-            assert_eq!(&got, expected);
-            at += len;
-        }
-        assert_eq!(decode(&buf, at), Frame::End);
-        assert_eq!(decode(&buf, buf.len()), Frame::End);
+        let scan = seglog::frame::scan(&Bytes::from(out));
+        let decoded: Vec<Record> = scan
+            .bodies
+            .iter()
+            .map(|(b, _)| decode(b).unwrap())
+            .collect();
+        assert_eq!(decoded, records);
     }
 
     #[test]
-    fn every_torn_prefix_and_every_flipped_byte_is_detected() {
-        let mut out = Vec::new();
-        encode(&record("fleet/v/gps", "{\"seq\":1}", 5), &mut out);
-        for cut in 1..out.len() {
-            let buf = Bytes::from(out[..cut].to_vec());
-            assert!(
-                matches!(decode(&buf, 0), Frame::Torn(_)),
-                "prefix {cut} accepted"
-            );
-        }
-        for i in 0..out.len() {
-            let mut bad = out.clone();
-            bad[i] ^= 0x40;
-            assert!(
-                matches!(decode(&Bytes::from(bad), 0), Frame::Torn(_)),
-                "flip at {i} accepted"
-            );
-        }
+    fn a_body_that_is_not_a_record_is_refused() {
+        assert!(decode(&Bytes::from_static(b"short")).is_err());
+        let mut body = vec![0; 8];
+        body.extend_from_slice(&100u32.to_le_bytes());
+        body.extend_from_slice(b"abc");
+        assert_eq!(
+            decode(&Bytes::from(body)),
+            Err("topic length exceeds the frame")
+        );
     }
 }

@@ -21,20 +21,23 @@ mod segment;
 
 use std::{
     cell::RefCell,
-    path::{Path, PathBuf},
     rc::Rc,
     sync::Arc,
-    task::{Poll, Waker},
+    task::{Context, Poll},
 };
 
 use futures_lite::future::poll_fn;
-use seglog::{blocking, AppendFile, IoMode};
+use seglog::{blocking, AppendFile, GroupCommit, IoMode, Segments, Ticket};
 
 use crate::{writer::file::ensure_dir, Archive, ArchiveError, Record, WalPosition};
 
-/// Identifies an appended record until it is durable.
+/// The extension of the log's segment files.
+const EXTENSION: &str = "wal";
+
+/// Identifies an appended record until it is durable: the number of appends to the log since
+/// it was opened, this one included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WalTicket(u64);
+pub struct WalTicket(pub u64);
 
 /// The write-ahead log of one shard. `!Send`: it lives on the shard's executor.
 #[derive(Debug)]
@@ -46,43 +49,30 @@ pub struct ShardWal {
 #[derive(Debug)]
 struct Inner {
     shard: usize,
-    state: RefCell<State>,
+    log: GroupCommit<Vec<Record>>,
+    siblings: RefCell<Siblings>,
 }
 
+/// Who appended lately, for the commit delay's "siblings" rule.
 #[derive(Debug, Default)]
-struct State {
-    pending: Vec<Record>,
-    /// Tickets issued so far.
-    next_ticket: u64,
-    /// Tickets below this are durable.
-    durable: u64,
-    /// Set once a write or sync failed: nothing appended since can become durable.
-    failed: Option<String>,
-    closing: bool,
-    waiters: Vec<Waker>,
-    task_waker: Option<Waker>,
+struct Siblings {
     /// Rounds committed so far.
     round: u64,
     /// The last few distinct sources that appended, with the round in which each last did.
-    siblings: [Option<(u64, u64)>; SIBLING_SLOTS],
+    slots: [Option<(u64, u64)>; SIBLING_SLOTS],
 }
 
-impl State {
+impl Siblings {
     /// Notes that `source` appended in the current round: refreshes its slot, or takes the
     /// slot of the source heard from longest ago.
-    fn note_source(&mut self, source: u64) {
+    fn note(&mut self, source: u64) {
         let round = self.round;
-        if let Some(slot) = self
-            .siblings
-            .iter_mut()
-            .flatten()
-            .find(|(s, _)| *s == source)
-        {
+        if let Some(slot) = self.slots.iter_mut().flatten().find(|(s, _)| *s == source) {
             slot.1 = round;
             return;
         }
         let oldest = self
-            .siblings
+            .slots
             .iter_mut()
             .min_by_key(|slot| slot.map_or(0, |(_, r)| r + 1));
         if let Some(slot) = oldest {
@@ -91,8 +81,8 @@ impl State {
     }
 
     /// Distinct sources that appended within the last [`SIBLING_ROUNDS`] rounds.
-    fn active_siblings(&self) -> usize {
-        self.siblings
+    fn active(&self) -> usize {
+        self.slots
             .iter()
             .flatten()
             .filter(|(_, r)| r + SIBLING_ROUNDS >= self.round)
@@ -121,6 +111,7 @@ impl ShardWal {
         shard: usize,
     ) -> Result<(ShardWal, Vec<Record>, WalPosition), ArchiveError> {
         let dir = archive.config().wal_dir(shard);
+        let segments = Segments::new(&dir, EXTENSION);
         let wal_err = |op: &str, e: &dyn std::fmt::Display| ArchiveError::Wal {
             shard,
             message: format!(
@@ -130,11 +121,11 @@ impl ShardWal {
                  not archived)"
             ),
         };
-        let segments = {
-            let dir = dir.clone();
+        let on_disk = {
+            let (dir, segments) = (dir.clone(), segments.clone());
             blocking(move || {
                 ensure_dir(&dir)?;
-                segment::list(&dir).map_err(|e| ArchiveError::io(&dir, e))
+                segments.list().map_err(|e| ArchiveError::io(&dir, e))
             })
             .await?
         };
@@ -142,13 +133,13 @@ impl ShardWal {
         let checkpoint = archive.checkpoint(shard);
         let mut replayed = Vec::new();
         let mut end = checkpoint;
-        for &seg in &segments {
-            let path = segment::path(&dir, seg);
+        for &seg in &on_disk {
+            let path = segments.path(seg);
             if seg < checkpoint.segment {
-                remove(path).await;
+                segments.remove(seg).await;
                 continue;
             }
-            let buf = segment::read(&path)
+            let buf = seglog::read_whole(&path)
                 .await
                 .map_err(|e| wal_err(&format!("reading {}:", path.display()), &e))?;
             let scan = segment::scan(seg, &buf);
@@ -163,7 +154,10 @@ impl ShardWal {
                 );
             }
             if scan.valid_len < buf.len() as u64 {
-                truncate(path, scan.valid_len).await?;
+                segments
+                    .truncate(seg, scan.valid_len)
+                    .await
+                    .map_err(|e| ArchiveError::io(&path, e))?;
             }
             for (record, position) in scan.records {
                 if position > checkpoint {
@@ -174,16 +168,17 @@ impl ShardWal {
         }
         // A fresh segment, numbered past everything on disk and past the checkpoint, so that
         // new positions are above every position the archive has seen.
-        let next = segments
+        let next = on_disk
             .last()
             .map_or(0, |last| last + 1)
             .max(checkpoint.segment + 1);
-        let oldest = segments
+        let oldest = on_disk
             .iter()
             .copied()
             .find(|s| *s >= checkpoint.segment)
             .unwrap_or(next);
-        let writer = create_segment(&dir, io, next)
+        let writer = segments
+            .create(next, io)
             .await
             .map_err(|e| wal_err("creating a segment:", &e))?;
         if !replayed.is_empty() {
@@ -192,14 +187,15 @@ impl ShardWal {
         }
         let inner = Rc::new(Inner {
             shard,
-            state: RefCell::new(State::default()),
+            log: GroupCommit::new(),
+            siblings: RefCell::new(Siblings::default()),
         });
         let log = Log {
             shard,
             segment_bytes: archive.config().wal_segment_bytes,
             commit_delay: archive.config().commit_delay,
             archive,
-            dir,
+            segments,
             io,
             segment: next,
             oldest,
@@ -214,15 +210,8 @@ impl ShardWal {
     /// appended it (the broker passes its connection's id): a round waits `commit_delay` for
     /// more only while several sources append.
     pub fn append(&self, record: Record, source: u64) -> WalTicket {
-        let mut state = self.inner.state.borrow_mut();
-        state.note_source(source);
-        state.pending.push(record);
-        let ticket = WalTicket(state.next_ticket);
-        state.next_ticket += 1;
-        if let Some(waker) = state.task_waker.take() {
-            waker.wake();
-        }
-        ticket
+        self.inner.siblings.borrow_mut().note(source);
+        WalTicket(self.inner.log.append(|pending| pending.push(record)).0)
     }
 
     /// Resolves once the record of `ticket` is written and fdatasync'ed.
@@ -230,21 +219,22 @@ impl ShardWal {
     /// # Errors
     /// [`ArchiveError::Wal`] if the log failed before the record became durable.
     pub async fn durable(&self, ticket: WalTicket) -> Result<(), ArchiveError> {
-        poll_fn(|cx| {
-            let mut state = self.inner.state.borrow_mut();
-            if ticket.0 < state.durable {
-                Poll::Ready(Ok(()))
-            } else if let Some(message) = &state.failed {
-                Poll::Ready(Err(ArchiveError::Wal {
-                    shard: self.inner.shard,
-                    message: message.clone(),
-                }))
-            } else {
-                state.waiters.push(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_durable(ticket, cx)).await
+    }
+
+    /// [`ShardWal::durable`] as a poll: ready once `ticket` is durable or the log failed.
+    pub fn poll_durable(
+        &self,
+        ticket: WalTicket,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ArchiveError>> {
+        self.inner
+            .log
+            .poll_durable(Ticket(ticket.0), cx)
+            .map_err(|message| ArchiveError::Wal {
+                shard: self.inner.shard,
+                message,
+            })
     }
 
     /// Commits what is pending, syncs and closes the current segment, and stops the task.
@@ -252,13 +242,7 @@ impl ShardWal {
     /// # Errors
     /// The log's failure, if it failed.
     pub async fn close(self) -> Result<(), ArchiveError> {
-        {
-            let mut state = self.inner.state.borrow_mut();
-            state.closing = true;
-            if let Some(waker) = state.task_waker.take() {
-                waker.wake();
-            }
-        }
+        self.inner.log.close();
         self.task.await
     }
 }
@@ -267,7 +251,7 @@ impl ShardWal {
 struct Log {
     shard: usize,
     archive: Arc<Archive>,
-    dir: PathBuf,
+    segments: Segments,
     io: IoMode,
     segment_bytes: u64,
     commit_delay: std::time::Duration,
@@ -301,7 +285,11 @@ impl Log {
         if self.writer.position() < self.segment_bytes {
             return Ok(());
         }
-        let next = create_segment(&self.dir, self.io, self.segment + 1).await?;
+        let next = self
+            .segments
+            .create(self.segment + 1, self.io)
+            .await
+            .map_err(|e| e.to_string())?;
         let full = std::mem::replace(&mut self.writer, next);
         self.segment += 1;
         full.close().await.map_err(|e| e.to_string())
@@ -311,69 +299,42 @@ impl Log {
     async fn delete_archived(&mut self) {
         let checkpoint = self.archive.checkpoint(self.shard);
         while self.oldest < checkpoint.segment && self.oldest < self.segment {
-            remove(segment::path(&self.dir, self.oldest)).await;
+            self.segments.remove(self.oldest).await;
             self.oldest += 1;
         }
     }
 }
 
 async fn run(inner: Rc<Inner>, mut log: Log) -> Result<(), ArchiveError> {
-    loop {
-        let first = poll_fn(|cx| {
-            let mut state = inner.state.borrow_mut();
-            if !state.pending.is_empty() || state.closing {
-                Poll::Ready(())
-            } else {
-                state.task_waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        });
-        first.await;
-        if gather_first(&inner.state.borrow(), log.commit_delay) {
+    while inner.log.work().await {
+        let pending = inner.log.inspect(Vec::len);
+        let siblings = inner.siblings.borrow().active();
+        if gather_first(inner.log.is_closing(), pending, siblings, log.commit_delay) {
             glommio::timer::sleep(log.commit_delay).await;
         }
-        let batch = poll_fn(|cx| {
-            let mut state = inner.state.borrow_mut();
-            if !state.pending.is_empty() {
-                Poll::Ready(Some(std::mem::take(&mut state.pending)))
-            } else if state.closing {
-                Poll::Ready(None)
-            } else {
-                state.task_waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await;
-        let Some(records) = batch else {
-            break;
+        let Some(round) = inner.log.take_round() else {
+            continue;
         };
-        inner.state.borrow_mut().round += 1;
-        let committed = log.commit(&records).await;
-        let committed = match committed {
+        inner.siblings.borrow_mut().round += 1;
+        let committed = match log.commit(&round.batch).await {
             Ok(end) => log.rotate_if_full().await.map(|()| end),
             Err(e) => Err(e),
         };
-        let end = {
-            let mut state = inner.state.borrow_mut();
-            match committed {
-                Ok(end) => {
-                    state.durable += records.len() as u64;
-                    wake_all(&mut state.waiters);
-                    end
-                }
-                Err(message) => {
-                    tracing::error!(shard = inner.shard, error = %message, "write-ahead log failed");
-                    state.failed = Some(message.clone());
-                    wake_all(&mut state.waiters);
-                    return Err(ArchiveError::Wal {
-                        shard: inner.shard,
-                        message,
-                    });
-                }
+        match committed {
+            Ok(end) => {
+                inner.log.complete(round.upto, Ok(()));
+                log.archive.submit(inner.shard, end, round.batch);
+                log.delete_archived().await;
             }
-        };
-        log.archive.submit(inner.shard, end, records);
-        log.delete_archived().await;
+            Err(message) => {
+                tracing::error!(shard = inner.shard, error = %message, "write-ahead log failed");
+                inner.log.complete(round.upto, Err(message.clone()));
+                return Err(ArchiveError::Wal {
+                    shard: inner.shard,
+                    message,
+                });
+            }
+        }
     }
     log.writer.close().await.map_err(|e| ArchiveError::Wal {
         shard: inner.shard,
@@ -403,47 +364,11 @@ const SIBLING_SLOTS: usize = 8;
 /// Should this round wait `commit_delay` for more records before it syncs? Only a small round
 /// (a trickle, where each sync would otherwise carry a record or two) of records from several
 /// sources, and not while closing.
-fn gather_first(state: &State, commit_delay: std::time::Duration) -> bool {
-    !state.closing
-        && !commit_delay.is_zero()
-        && state.pending.len() < FULL_ROUND
-        && state.active_siblings() >= COMMIT_SIBLINGS
-}
-
-fn wake_all(waiters: &mut Vec<Waker>) {
-    for waker in waiters.drain(..) {
-        waker.wake();
-    }
-}
-
-/// Creates segment `segment` in `dir` and makes its directory entry durable.
-async fn create_segment(dir: &Path, io: IoMode, segment: u64) -> Result<AppendFile, String> {
-    let path = segment::path(dir, segment);
-    let file = AppendFile::create(&path, io, seglog::LOG_BUFFER)
-        .await
-        .map_err(|e| e.to_string())?;
-    seglog::sync_dir(dir).await.map_err(|e| e.to_string())?;
-    Ok(file)
-}
-
-/// Deletes a segment file; a failure is logged (the file is retried at the next open).
-async fn remove(path: PathBuf) {
-    let shown = path.display().to_string();
-    if let Err(e) = blocking(move || std::fs::remove_file(path)).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = shown, error = %e, "cannot delete an archived log segment");
-        }
-    }
-}
-
-/// Cuts a segment to its valid prefix, durably.
-async fn truncate(path: PathBuf, len: u64) -> Result<(), ArchiveError> {
-    blocking(move || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_len(len).and_then(|()| f.sync_all()))
-            .map_err(|e| ArchiveError::io(&path, e))
-    })
-    .await
+fn gather_first(
+    closing: bool,
+    pending: usize,
+    siblings: usize,
+    commit_delay: std::time::Duration,
+) -> bool {
+    !closing && !commit_delay.is_zero() && pending < FULL_ROUND && siblings >= COMMIT_SIBLINGS
 }

@@ -1,43 +1,10 @@
-//! Segment files of one shard's log: naming, listing, reading and replay scanning.
-
-use std::path::{Path, PathBuf};
+//! Replay of one segment of a shard's log: its frames' records, each with the position just
+//! after it.
 
 use bytes::Bytes;
 
-use super::frame::{decode, Frame};
+use super::frame;
 use crate::{Record, WalPosition};
-
-/// `{segment:020}.wal`: zero-padded so names sort like numbers.
-pub fn file_name(segment: u64) -> String {
-    format!("{segment:020}.wal")
-}
-
-/// The path of `segment` in `dir`.
-pub fn path(dir: &Path, segment: u64) -> PathBuf {
-    dir.join(file_name(segment))
-}
-
-/// The segment number of a file name.
-pub fn parse_name(name: &str) -> Option<u64> {
-    name.strip_suffix(".wal")?.parse().ok()
-}
-
-/// Segment numbers in `dir`, ascending (blocking: call through `spawn_blocking`).
-pub fn list(dir: &Path) -> std::io::Result<Vec<u64>> {
-    let mut segments = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        if let Some(n) = entry?.file_name().to_str().and_then(parse_name) {
-            segments.push(n);
-        }
-    }
-    segments.sort_unstable();
-    Ok(segments)
-}
-
-/// Reads a whole segment (through the page cache: see [`seglog::read_whole`]).
-pub async fn read(path: &Path) -> std::io::Result<Bytes> {
-    seglog::read_whole(path).await
-}
 
 /// The records of one segment, as replay finds them.
 #[derive(Debug, Default)]
@@ -50,25 +17,28 @@ pub struct Scan {
     pub torn: Option<(u64, &'static str)>,
 }
 
-/// Scans the frames of `segment` held in `buf`.
+/// Scans the records of `segment` held in `buf`: seglog's frame scan, then each body decoded;
+/// a frame whose checksum holds but whose body is not a record ends the valid prefix like a
+/// torn one.
 pub fn scan(segment: u64, buf: &Bytes) -> Scan {
-    let mut out = Scan::default();
-    let mut at = 0;
-    loop {
-        match decode(buf, at) {
-            Frame::Record(record, len) => {
-                at += len;
-                out.records
-                    .push((record, WalPosition::new(segment, at as u64)));
-            }
-            Frame::End => break,
-            Frame::Torn(why) => {
-                out.torn = Some((at as u64, why));
+    let frames = seglog::frame::scan(buf);
+    let mut out = Scan {
+        valid_len: frames.valid_len,
+        torn: frames.torn,
+        records: Vec::with_capacity(frames.bodies.len()),
+    };
+    let mut start = 0;
+    for (body, end) in frames.bodies {
+        match frame::decode(&body) {
+            Ok(record) => out.records.push((record, WalPosition::new(segment, end))),
+            Err(why) => {
+                out.valid_len = start;
+                out.torn = Some((start, why));
                 break;
             }
         }
+        start = end;
     }
-    out.valid_len = at as u64;
     out
 }
 
@@ -76,13 +46,6 @@ pub fn scan(segment: u64, buf: &Bytes) -> Scan {
 mod tests {
     use super::*;
     use crate::wal::frame::encode;
-
-    #[test]
-    fn names_sort_like_numbers() {
-        assert_eq!(parse_name(&file_name(42)), Some(42));
-        assert!(file_name(9) < file_name(10));
-        assert_eq!(parse_name("checkpoint"), None);
-    }
 
     #[test]
     fn scan_stops_at_garbage_and_reports_it() {
@@ -97,5 +60,18 @@ mod tests {
         assert_eq!(scan.records[0].1, WalPosition::new(3, first));
         assert_eq!(scan.valid_len, second);
         assert_eq!(scan.torn.map(|t| t.0), Some(second));
+    }
+
+    #[test]
+    fn a_checked_frame_that_is_no_record_ends_the_valid_prefix() {
+        let mut out = Vec::new();
+        encode(&Record::new("a", "1", 0), &mut out);
+        let first = out.len() as u64;
+        seglog::frame::encode(b"tiny", &mut out);
+        encode(&Record::new("b", "2", 0), &mut out);
+        let scan = scan(0, &Bytes::from(out));
+        assert_eq!(scan.records.len(), 1);
+        assert_eq!(scan.valid_len, first);
+        assert_eq!(scan.torn.map(|t| t.0), Some(first));
     }
 }

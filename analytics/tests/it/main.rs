@@ -1,0 +1,7 @@
+//! The integration tests of `analytics`, in one binary: one link for all of them.
+
+mod common;
+
+mod accuracy;
+mod query;
+mod reports;

@@ -1,0 +1,7 @@
+//! The integration tests of `ingest`, in one binary: one link for all of them.
+
+mod common;
+
+mod archive;
+mod crash;
+mod duckdb;

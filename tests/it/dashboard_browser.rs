@@ -1,0 +1,114 @@
+//! The dispatch page in a real browser, served by the `fleetmq` binary itself: the page from the
+//! HTTP listener, its MQTT over WebSocket at `/mqtt`, the fleet published over MQTT/TCP.
+//!
+//! The browser side is `dashboard/test/run.py` (python3, standard library only, driving Debian's
+//! chromium over the DevTools protocol). It checks the online count, the list, sorting, alarms,
+//! the detail panel and a reconnect with 12 vehicles, then counts 5000 vehicles at 1 Hz and
+//! reports the page's frame times. Screenshots and `report.json` land in
+//! `target/tmp/dashboard-browser/`.
+//!
+//! Run: `cargo test --test dashboard_browser -- --ignored --nocapture`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support;
+
+use std::{
+    fs::File,
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+use support::free_port;
+
+/// Kills the broker however the test ends.
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(broker: &mut Broker, port: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = broker.0.try_wait().unwrap() {
+            panic!(
+                "the broker exited ({status}) before listening on {port}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing listening on 127.0.0.1:{port} after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs chromium (Debian package) and node/python deps; .ci/run installs them"]
+fn dashboard_counts_and_draws_the_fleet_in_chromium() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-browser");
+    // A fresh working and data directory: the test counts exactly the vehicles it publishes, so
+    // nothing may be left over from an earlier run. No archive: this test is about the page at
+    // 10 000 messages/s, and a debug build's write-ahead log would throttle the publisher.
+    let work = out.join(format!("broker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let log_path = out.join("broker.log");
+    let log = File::create(&log_path).unwrap();
+
+    // On subscribing, the page is sent every vehicle's retained status: 5000 at QoS 1, more than
+    // the default per-client queue (1000, like mosquitto's) holds, so the rest would be dropped.
+    // A dispatch dashboard for a large fleet needs a larger queue; the test sets one.
+    let config = work.join("broker.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_queued_messages = 100000\nmax_outbox_packets = 65536\n",
+    )
+    .unwrap();
+
+    let (mqtt, http) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+        .args(["broker", "--mqtt", &format!("127.0.0.1:{mqtt}")])
+        .arg("--config")
+        .arg(&config)
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .arg("--data")
+        .arg(work.join("data"))
+        .arg("--no-archive")
+        .current_dir(&work)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting fleetmq broker");
+    let mut broker = Broker(child);
+    wait_for_port(&mut broker, mqtt, &log_path);
+    wait_for_port(&mut broker, http, &log_path);
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard/test/run.py");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let run = Command::new(&python)
+        .arg(&script)
+        .args(["--base", &format!("http://127.0.0.1:{http}")])
+        .args(["--mqtt-port", &mqtt.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap_or_else(|e| panic!("running {python} {}: {e}", script.display()));
+    println!("{}", String::from_utf8_lossy(&run.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&run.stderr));
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(
+        run.status.success(),
+        "the browser test failed ({}); screenshots, report.json and broker.log are in {}",
+        run.status,
+        out.display()
+    );
+}
