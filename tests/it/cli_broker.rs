@@ -8,7 +8,7 @@ use crate::support;
 use std::time::Duration;
 
 use protocol::{Packet, Protocol, ReasonCode};
-use support::{fleetmq, free_port, Killed, MqttClient};
+use support::{fleetmq, Killed, MqttClient};
 
 #[test]
 fn bad_flags_and_config_exit_2_naming_the_field() {
@@ -49,25 +49,21 @@ fn bad_flags_and_config_exit_2_naming_the_field() {
 
 #[test]
 fn sigterm_disconnects_v5_clients_with_server_shutting_down_and_exits_0() {
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Killed(
-        fleetmq()
-            .current_dir(dir.path())
-            .args([
-                "broker",
-                "--mqtt",
-                &format!("127.0.0.1:{port}"),
-                "--shards",
-                "2",
-                "--http",
-                "off",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (mut broker, listening) = support::spawn_broker(
+        fleetmq().current_dir(dir.path()).args([
+            "broker",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--shards",
+            "2",
+            "--http",
+            "off",
+        ]),
+        &dir.path().join("broker.log"),
+        false,
     );
+    let port = listening.port();
     let mut client = MqttClient::connect(port, Protocol::V5, "shutdown-watcher");
     let status = broker.terminate(Duration::from_secs(15));
     match client.next() {
@@ -83,26 +79,24 @@ fn sigterm_disconnects_v5_clients_with_server_shutting_down_and_exits_0() {
 /// and quietly take some of the first one's clients; it must refuse instead, naming the port.
 #[test]
 fn a_second_broker_on_a_port_in_use_refuses_to_start() {
-    let port = free_port();
     let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let start = |dir: &std::path::Path| {
+    let start = |dir: &std::path::Path, mqtt: &str| {
         let mut command = fleetmq();
         command
             .current_dir(dir)
-            .args(["broker", "--mqtt", &format!("127.0.0.1:{port}")])
+            .args(["broker", "--mqtt", mqtt])
             .args(["--http", "off", "--no-archive", "--no-persistence"]);
         command
     };
-    let _first = Killed(
-        start(first_dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    // The first takes a port of its own choosing; the second is pointed at it.
+    let (_first, listening) = support::spawn_broker(
+        &mut start(first_dir.path(), "127.0.0.1:0"),
+        &first_dir.path().join("broker.log"),
+        false,
     );
-    drop(support::connect_when_listening(port));
+    let port = listening.port();
     let mut second = Killed(
-        start(second_dir.path())
+        start(second_dir.path(), &format!("127.0.0.1:{port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -14,40 +14,9 @@
 use crate::support;
 
 use std::{
-    fs::File,
-    net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
 };
-use support::free_port;
-
-/// Kills the broker however the test ends.
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(broker: &mut Broker, port: u16, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = broker.0.try_wait().unwrap() {
-            panic!(
-                "the broker exited ({status}) before listening on {port}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing listening on 127.0.0.1:{port} after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 #[ignore = "needs chromium (Debian package) and node/python deps; .ci/run installs them"]
@@ -60,7 +29,6 @@ fn dashboard_counts_and_draws_the_fleet_in_chromium() {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
     let log_path = out.join("broker.log");
-    let log = File::create(&log_path).unwrap();
 
     // On subscribing, the page is sent every vehicle's retained status: 5000 at QoS 1, more than
     // the default per-client queue (1000, like mosquitto's) holds, so the rest would be dropped.
@@ -72,24 +40,20 @@ fn dashboard_counts_and_draws_the_fleet_in_chromium() {
     )
     .unwrap();
 
-    let (mqtt, http) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
-        .args(["broker", "--mqtt", &format!("127.0.0.1:{mqtt}")])
-        .arg("--config")
-        .arg(&config)
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .arg("--data")
-        .arg(work.join("data"))
-        .arg("--no-archive")
-        .current_dir(&work)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("starting fleetmq broker");
-    let mut broker = Broker(child);
-    wait_for_port(&mut broker, mqtt, &log_path);
-    wait_for_port(&mut broker, http, &log_path);
+    // Ports of the broker's own choosing, read back from its log.
+    let (broker, listening) = support::spawn_broker(
+        Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+            .args(["broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--config")
+            .arg(&config)
+            .arg("--data")
+            .arg(work.join("data"))
+            .arg("--no-archive")
+            .current_dir(&work),
+        &log_path,
+        true,
+    );
+    let (mqtt, http) = (listening.port(), listening.http_port());
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard/test/run.py");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());

@@ -119,24 +119,23 @@ fn archived_keys(data: &Path) -> BTreeSet<(String, i64)> {
 
 #[test]
 fn standalone_ingest_archives_everything_once_across_a_kill() {
-    let port = free_port();
-    let _broker = Killed(
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, listening) = support::spawn_broker(
         Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+            .current_dir(dir.path())
             .args([
                 "broker",
                 "--mqtt",
-                &format!("127.0.0.1:{port}"),
+                "127.0.0.1:0",
                 "--http",
                 "off",
                 "--no-archive",
-                // Runs in the package directory: keep no broker state there between runs.
                 "--no-persistence",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            ]),
+        &dir.path().join("broker.log"),
+        false,
     );
-    wait_port(port);
+    let port = listening.port();
     archive_across_a_kill(port);
 }
 

@@ -13,12 +13,10 @@
 use crate::support;
 
 use std::fs::{self, File};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
-use support::free_port;
 
 /// How long the broker may take to accept connections after it was spawned.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -98,16 +96,13 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 fn paho_and_mosquitto_clients_interoperate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut scratch = Scratch::new("interop");
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-
     // The broker runs in the scratch directory, so any state it keeps (./fleet-data) goes there.
     let (broker_log, broker_out) = scratch.log("broker.log");
     let broker = Command::new(env!("CARGO_BIN_EXE_fleetmq"))
         .args([
             "broker",
             "--mqtt",
-            &addr.to_string(),
+            "127.0.0.1:0",
             "--shards",
             "2",
             "--http",
@@ -125,19 +120,20 @@ fn paho_and_mosquitto_clients_interoperate() {
         .expect("spawn the fleetmq binary");
     scratch.children.push(broker);
 
+    // It binds port 0 and says which port it got.
     let deadline = Instant::now() + STARTUP;
-    loop {
+    let port = loop {
         scratch.check_running(0, &broker_log);
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(_) => break,
-            Err(e) if Instant::now() >= deadline => panic!(
-                "the broker did not accept connections on {addr} within {STARTUP:?} ({e}); \
-                 its output:\n{}",
-                tail(&broker_log)
-            ),
-            Err(_) => sleep(Duration::from_millis(100)),
+        if let Some(listening) = support::announced_listeners(&broker_log, false) {
+            break listening.port();
         }
-    }
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not announce its listener within {STARTUP:?}; its output:\n{}",
+            tail(&broker_log)
+        );
+        sleep(Duration::from_millis(20));
+    };
 
     let (pytest_log, pytest_out) = scratch.log("pytest.log");
     let mut pytest = Command::new("python3")

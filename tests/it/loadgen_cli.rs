@@ -12,23 +12,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{connect_when_listening, fleetmq, free_port, Killed};
+use support::{fleetmq, Killed};
 
 /// A broker with its HTTP listener (for /metrics), 2 shards, nothing on disk.
 fn broker(dir: &std::path::Path) -> (Killed, u16, u16) {
-    let (mqtt, http) = (free_port(), free_port());
-    let child = fleetmq()
-        .current_dir(dir)
-        .args(["broker", "--mqtt", &format!("127.0.0.1:{mqtt}")])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--shards", "2", "--no-archive", "--no-persistence"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let broker = Killed(child);
-    drop(connect_when_listening(mqtt));
-    (broker, mqtt, http)
+    let (broker, listening) = support::spawn_broker(
+        fleetmq()
+            .current_dir(dir)
+            .args(["broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--shards", "2", "--no-archive", "--no-persistence"]),
+        &dir.join("broker.log"),
+        true,
+    );
+    (broker, listening.port(), listening.http_port())
 }
 
 /// Runs a load to its end and returns its `--json` summary.

@@ -11,7 +11,6 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::Path,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -20,27 +19,27 @@ use protocol::{
     decode, encode, ByteStr, Connect, Packet, Properties, Protocol, PubAck, QoS, ReasonCode,
     Subscribe, Subscription, SubscriptionOptions, Will,
 };
-use support::{connect_when_listening, fleetmq, free_port, Killed, MqttClient};
+use support::{connect_when_listening, fleetmq, Killed, MqttClient};
 
-fn start_broker(dir: &Path, port: u16) -> Killed {
-    Killed(
-        fleetmq()
-            .current_dir(dir)
-            .args([
-                "broker",
-                "--mqtt",
-                &format!("127.0.0.1:{port}"),
-                "--http",
-                "off",
-                "--shards",
-                "2",
-                "--no-archive",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("broker-{port}.log"))).unwrap())
-            .spawn()
-            .unwrap(),
-    )
+fn start_broker(dir: &Path) -> (Killed, u16) {
+    /// Numbers the brokers' logs: a test starts several in one directory.
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (broker, listening) = support::spawn_broker(
+        fleetmq().current_dir(dir).args([
+            "broker",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--shards",
+            "2",
+            "--no-archive",
+        ]),
+        &dir.join(format!("broker-{n}.log")),
+        false,
+    );
+    (broker, listening.port())
 }
 
 /// Prints the logs of every broker a test started in `dir` when the test fails: a failure
@@ -158,16 +157,14 @@ fn retain_acked(client: &mut MqttClient, topic: &str, payload: &'static [u8]) {
 fn kill_and_restart(mut broker: Killed, dir: &Path) -> (Killed, u16) {
     broker.0.kill().unwrap();
     broker.0.wait().unwrap();
-    let port = free_port();
-    (start_broker(dir, port), port)
+    start_broker(dir)
 }
 
 #[test]
 fn acknowledged_messages_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let _logs = LogsOnFailure(dir.path());
-    let port = free_port();
-    let broker = start_broker(dir.path(), port);
+    let (broker, port) = start_broker(dir.path());
     let (mut sub, present) = Persistent::connect(port, "reefer-3");
     assert!(!present);
     sub.send(&Packet::Subscribe(Subscribe {
@@ -254,8 +251,7 @@ fn a_delayed_will_survives_sigkill_and_none_is_made_up_for_a_connected_client() 
     const DELAY: u64 = 5;
     let dir = tempfile::tempdir().unwrap();
     let _logs = LogsOnFailure(dir.path());
-    let port = free_port();
-    let broker = start_broker(dir.path(), port);
+    let (broker, port) = start_broker(dir.path());
     // Connected at the kill, with an ordinary Will: the broker crashed, the client did not
     // leave, so no Will of its may appear.
     let (_alive, _) = Persistent::connect_with(

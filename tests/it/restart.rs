@@ -98,33 +98,8 @@ fn start(place: &Place, run: usize) -> Broker {
     let log_path = place.cwd.join(format!("broker-{run}.log"));
     let log = fs::File::create(&log_path).unwrap();
     let mut process = Killed(command.stdout(Stdio::null()).stderr(log).spawn().unwrap());
-    let port = wait_until_serving(&mut process, &log_path);
+    let port = support::wait_for_listeners(&mut process, &log_path, false).port();
     Broker { process, port }
-}
-
-/// Waits for the line in which the broker names the port it bound (it binds port 0, so no
-/// other process can take the port between a test's choice and the broker's bind), or fails
-/// with the broker's exit status if it died starting.
-fn wait_until_serving(process: &mut Killed, log: &Path) -> u16 {
-    const READY: &str = "fleetmq broker: MQTT on ";
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = process.0.try_wait().unwrap() {
-            panic!("the broker exited while starting: {status}");
-        }
-        let text = fs::read_to_string(log).unwrap_or_default();
-        // Only whole lines: the broker may be in the middle of writing the last one.
-        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        if let Some(line) = whole.lines().find_map(|l| l.strip_prefix(READY)) {
-            let addr: std::net::SocketAddr = line.trim().parse().unwrap();
-            return addr.port();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "broker not serving after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn stop(mut broker: Broker, how: Stop) {

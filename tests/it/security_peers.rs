@@ -59,19 +59,28 @@ fn pub_ok(port: u16, user: &str, password: &str, topic: &str) -> (bool, String) 
     (out.status.success() && said.is_empty(), said)
 }
 
-/// Starts `fleetmq broker` on a free port in `dir` with extra flags; stderr is captured.
+/// Starts `fleetmq broker` on a port of its choosing in `dir` with extra flags; its stderr goes
+/// to `dir/broker.log`.
 fn start_broker(dir: &Path, extra: &[&str]) -> (Running, u16) {
-    let port = free_port();
-    let child = fleetmq()
+    let log = dir.join("broker.log");
+    let mut child = fleetmq()
         .current_dir(dir)
         .env("RUST_LOG", "debug")
         .args(["broker", "--http", "off", "--no-archive", "--shards", "2"])
-        .args(["--mqtt", &format!("127.0.0.1:{port}")])
+        .args(["--mqtt", "127.0.0.1:0"])
         .args(extra)
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_for_port(port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        assert!(child.try_wait().unwrap().is_none(), "the broker exited");
+        if let Some(listening) = support::announced_listeners(&log, false) {
+            break listening.port();
+        }
+        assert!(std::time::Instant::now() < deadline, "broker not serving");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     (Running(child), port)
 }
 
@@ -186,8 +195,8 @@ fn sighup_reloads_the_acl_while_clients_stay_connected_and_no_secret_is_logged()
         .unwrap()
         .success());
     let _ = sub.0.kill();
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut broker.0.stderr.take().unwrap(), &mut log).unwrap();
+    broker.0.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("broker.log")).unwrap();
     assert!(log.contains("security settings reloaded"), "{log}");
     assert!(log.contains("authentication failed"), "{log}");
     for secret in ["hunter2", "wrong-secret-pw", "$7$"] {

@@ -5,9 +5,7 @@
 
 use crate::support;
 
-use std::process::Stdio;
-
-use support::{connect_when_listening, fleetmq, free_port, Killed};
+use support::fleetmq;
 
 #[test]
 fn same_seed_same_truth_and_the_truth_has_the_contracted_keys() {
@@ -56,24 +54,20 @@ fn same_seed_same_truth_and_the_truth_has_the_contracted_keys() {
 
 #[test]
 fn a_run_against_the_broker_verifies_every_reading() {
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let _broker = Killed(
-        fleetmq()
-            .current_dir(dir.path())
-            .args([
-                "broker",
-                "--mqtt",
-                &format!("127.0.0.1:{port}"),
-                "--http",
-                "off",
-                "--no-archive",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (_broker, listening) = support::spawn_broker(
+        fleetmq().current_dir(dir.path()).args([
+            "broker",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--no-archive",
+        ]),
+        &dir.path().join("broker.log"),
+        false,
     );
-    drop(connect_when_listening(port));
+    let port = listening.port();
     let out = fleetmq()
         .args(["simulate", "--broker", &format!("mqtt://127.0.0.1:{port}")])
         .args([

@@ -85,7 +85,12 @@ fn crash_child() {
 /// Runs the child on `data` and waits for it to die.
 fn crash(data: &Path) {
     let status = Command::new(std::env::current_exe().unwrap())
-        .args(["crash::crash_child", "--exact", "--include-ignored", "--nocapture"])
+        .args([
+            "crash::crash_child",
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+        ])
         .env(DIR_VAR, data)
         .status()
         .unwrap();

@@ -50,7 +50,95 @@ impl Killed {
     }
 }
 
-/// A port that was free a moment ago, and never handed to another test of this binary.
+/// The addresses a `fleetmq broker` bound, as it announced them.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    /// The MQTT listener.
+    pub mqtt: std::net::SocketAddr,
+    /// The HTTP listener, when it was asked for.
+    pub http: Option<std::net::SocketAddr>,
+}
+
+impl Listening {
+    /// The MQTT port.
+    pub fn port(&self) -> u16 {
+        self.mqtt.port()
+    }
+
+    /// The HTTP port; panics if HTTP was not asked for.
+    pub fn http_port(&self) -> u16 {
+        self.http.expect("HTTP listener").port()
+    }
+}
+
+/// Waits for the lines in which a `fleetmq broker`, writing its stderr to `log`, names the
+/// addresses it bound (MQTT, and HTTP when `http`), or fails with its exit status if it died
+/// starting. Start brokers on port 0 (`--mqtt 127.0.0.1:0 --http 127.0.0.1:0`) and read the
+/// ports here: no other process can take a port between a test's choice and the broker's bind.
+pub fn wait_for_listeners(process: &mut Killed, log: &std::path::Path, http: bool) -> Listening {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            panic!(
+                "the broker exited while starting: {status}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if let Some(listening) = announced_listeners(log, http) {
+            return listening;
+        }
+        assert!(Instant::now() < deadline, "broker not serving after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The addresses a broker writing its stderr to `log` announced so far (MQTT, and HTTP when
+/// `http`); `None` until it announced them all.
+pub fn announced_listeners(log: &std::path::Path, http: bool) -> Option<Listening> {
+    const MQTT: &str = "fleetmq broker: MQTT on ";
+    const HTTP: &str = "fleetmq broker: dashboard on http://";
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    // Only whole lines: the broker may be in the middle of writing the last one.
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let mqtt = whole
+        .lines()
+        .find_map(|l| l.strip_prefix(MQTT))
+        .map(|a| a.trim().parse().unwrap())?;
+    let http_addr = whole.lines().find_map(|l| {
+        let rest = l.strip_prefix(HTTP)?;
+        rest.split('/').next()?.parse().ok()
+    });
+    if http && http_addr.is_none() {
+        return None;
+    }
+    Some(Listening {
+        mqtt,
+        http: http_addr,
+    })
+}
+
+/// Spawns `command` (a `fleetmq broker` on port 0) with stdout and stderr into `log`, and
+/// waits until it serves.
+pub fn spawn_broker(
+    command: &mut Command,
+    log: &std::path::Path,
+    http: bool,
+) -> (Killed, Listening) {
+    let file = std::fs::File::create(log).unwrap();
+    let mut process = Killed(
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap(),
+    );
+    let listening = wait_for_listeners(&mut process, log, http);
+    (process, listening)
+}
+
+/// A port that was free a moment ago, and never handed to another test of this binary: only
+/// for peers that cannot bind port 0 and say which port they got (mosquitto).
 ///
 /// The kernel may give the same free port to two tests running at once. (Before the broker
 /// refused a port in use, both brokers would have shared it through SO_REUSEPORT and each
