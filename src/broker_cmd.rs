@@ -59,7 +59,7 @@ pub struct BrokerArgs {
     require_client_cert: bool,
     /// Which client-certificate field becomes the user name: cn, san or off [default: cn].
     #[arg(long, value_name = "cn|san|off")]
-    cert_identity: Option<broker::security::CertIdentity>,
+    cert_identity: Option<broker::config::CertIdentity>,
     /// mosquitto-format password file (write it with `fleetmq passwd`); reloaded on SIGHUP.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,

@@ -101,7 +101,32 @@ pub struct TlsSettings {
     /// Refuse TLS clients without a valid certificate (otherwise it is optional).
     pub require_client_cert: bool,
     /// Which certificate field becomes the user name: `cn`, `san` or `off`.
-    pub cert_identity: crate::security::CertIdentity,
+    pub cert_identity: CertIdentity,
+}
+
+/// Which certificate field becomes the user name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertIdentity {
+    /// The subject's Common Name (mosquitto's `use_identity_as_username`).
+    #[default]
+    Cn,
+    /// The first Subject Alternative Name (DNS, e-mail or URI).
+    San,
+    /// Certificates are verified but name nobody: clients still log in with a password.
+    Off,
+}
+
+impl std::str::FromStr for CertIdentity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cn" => Ok(CertIdentity::Cn),
+            "san" => Ok(CertIdentity::San),
+            "off" => Ok(CertIdentity::Off),
+            other => Err(format!("{other:?}: expected cn, san or off")),
+        }
+    }
 }
 
 /// Authentication and authorization. Reloaded on SIGHUP.
@@ -131,7 +156,7 @@ pub struct Limits {
     pub max_inflight: u16,
     /// QoS 1/2 messages held per session beyond the in-flight window (online or offline).
     /// At this bound or `max_queued_bytes`, whichever comes first, a connected subscriber
-    /// holds publishers back ([`crate::pressure`]); an offline or stuck one has further
+    /// holds publishers back (see `pressure`); an offline or stuck one has further
     /// messages dropped and counted. The byte bound is the one that matters by default.
     pub max_queued_messages: usize,
     /// Bytes held per session in that queue.

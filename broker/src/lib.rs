@@ -10,15 +10,12 @@
 //!
 //! # Layout
 //! - `server`: [`start`] binds listeners and runs the shards; [`BrokerHandle`] stops them.
-//! - `shard`: a shard's state, routing of a message, mesh message handling, the sweeper.
-//! - `delivery`: delivery to a shard's sessions, queue bounds and drop policy.
-//! - `pressure`: a connected subscriber's full queue slows publishers down; a stuck one does
-//!   not.
+//! - `shard`: a shard's state and everything it does, one file per concern: routing,
+//!   retained messages, claims, mesh dispatch, the sweeper, delivery, back-pressure, session
+//!   handoff, Wills.
 //! - `connection`: the per-connection MQTT state machine (reader and writer tasks).
 //! - `session`: session state that survives a connection and moves between shards.
-//! - `handoff`: moving a persistent session between shards' logs, crash-safe.
 //! - [`trie`]: the subscription table (`+`, `#`, `$share/`).
-//! - `will`: Wills, delayed ones kept across a restart.
 //! - `mesh`: messages between shards and the per-peer queues that never block a shard.
 //! - `message`: messages and deliveries, shared (`Bytes`), never copied per subscriber.
 //! - `outbox`: a connection's outbound queue and close signal.
@@ -29,6 +26,7 @@
 //!   (fleetmq's Parquet archive) and static HTTP files (its dashboard).
 //! - `http`: the HTTP listener: static files, MQTT over WebSocket at `/mqtt`, `/metrics`.
 //! - `sys`: the `$SYS/broker/...` topics.
+//! - `board`: where shards post their figures, and fresh figures on request.
 //! - [`security`]: password file, certificate identity, ACLs, TLS; reloadable.
 //! - [`config`]: [`Config`] and its limits.
 //!
@@ -41,10 +39,11 @@
 //! handle.join().expect("clean stop");
 //! ```
 
+mod board;
+mod clock;
 pub mod config;
 mod connection;
-mod delivery;
-mod handoff;
+mod error;
 mod http;
 mod mesh;
 mod message;
@@ -53,20 +52,18 @@ mod net;
 mod outbox;
 mod outgoing;
 mod persist;
-mod pressure;
 mod recovery;
 pub mod security;
 mod server;
 mod session;
-mod sessions;
 mod shard;
 pub mod sink;
 mod sys;
 pub mod trie;
-mod will;
 
 pub use config::{Config, Limits};
+pub use error::BrokerError;
 pub use metrics::Snapshot;
 pub use net::SocketIo;
-pub use server::{start, start_with, BrokerError, BrokerHandle};
+pub use server::{start, start_with, BrokerHandle};
 pub use sink::{Extensions, ShardSink, Sink, StaticFiles};

@@ -11,7 +11,7 @@
 //!    the sessions' subscriptions and, from shard 0, the retained messages, to every replica;
 //! 3. write a fresh snapshot and start the log; once every shard is there, publish the Wills
 //!    that fell due (or whose session expired) while the broker was down and schedule the
-//!    others ([`crate::will::arm_recovered`]); then the shard may report ready.
+//!    others ([`crate::shard::will::arm_recovered`]); then the shard may report ready.
 
 use std::{
     collections::hash_map::Entry,
@@ -23,10 +23,10 @@ use std::{
 use protocol::ByteStr;
 
 use crate::{
+    error::BrokerError,
     mesh::ShardMsg,
     persist::{self, record::Record, Persist, Recovered, StateKey, StateSource},
     security::{ClientAccess, Identity},
-    server::BrokerError,
     shard::{SessionSlot, Shard},
 };
 
@@ -65,7 +65,7 @@ pub async fn recover(
         );
     }
     let now = Instant::now();
-    let now_ms = persist::unix_ms_now();
+    let now_ms = crate::clock::unix_ms_now();
     let security = shard.security.clone();
     let policy = security.policy();
     let mut ids: Vec<(ByteStr, u64)> = Vec::with_capacity(state.sessions.len());
@@ -218,7 +218,7 @@ pub async fn recover(
     rendezvous(shard, phase, 3, stop).await?;
     // Every shard's subscription table is whole now: a Will published here reaches every
     // subscriber that came back.
-    crate::will::arm_recovered(shard);
+    crate::shard::will::arm_recovered(shard);
     Ok(())
 }
 

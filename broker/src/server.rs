@@ -19,12 +19,15 @@ use glommio::{
 use socket2::{Domain, Socket, Type};
 
 use crate::{
+    board::SnapshotBoard,
     config::Config,
-    connection, http,
+    connection,
+    error::BrokerError,
+    http,
     mesh::{PeerQueue, ShardMsg},
     metrics::{bump, Snapshot},
     net::{PlainStream, Poller, SocketIo},
-    security::{identity, Security, SecurityError},
+    security::{identity, Security},
     shard::Shard,
     sink::{Extensions, Sink},
 };
@@ -38,37 +41,6 @@ use crate::{
 /// connections the small table made every wake-up walk hundreds of entries.
 const SHARD_RING_DEPTH: usize = 4096;
 
-/// Why the broker could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    /// The configuration is invalid.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The executors could not be started.
-    #[error("cannot start shard executors: {0}")]
-    Executor(String),
-    /// A shard thread panicked or failed.
-    #[error("shard failed: {0}")]
-    Shard(String),
-    /// The durable sink could not be opened or closed.
-    #[error("{0}")]
-    Sink(String),
-    /// A password, ACL, certificate or key file cannot be used.
-    #[error("{0}")]
-    Security(#[from] SecurityError),
-    /// The broker's state directory cannot be read or written.
-    #[error("persistence: {0}")]
-    Persistence(String),
-}
-
 /// A running broker.
 pub struct BrokerHandle {
     sink: Option<Arc<dyn Sink>>,
@@ -79,7 +51,7 @@ pub struct BrokerHandle {
     mqtts_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
     security: Arc<Security>,
-    published: Arc<Vec<Mutex<Snapshot>>>,
+    board: Arc<SnapshotBoard>,
     stop: Arc<AtomicBool>,
     accepted: Arc<Vec<AtomicU64>>,
     threads: Option<PoolThreadHandles<()>>,
@@ -120,10 +92,16 @@ impl BrokerHandle {
 
     /// The figures every shard last published (about once a second).
     pub fn snapshots(&self) -> Vec<Snapshot> {
-        self.published
-            .iter()
-            .map(|m| m.lock().map(|s| s.clone()).unwrap_or_default())
-            .collect()
+        self.board.latest()
+    }
+
+    /// Figures every shard took after this call (each answers at its next sweep, within
+    /// 250 ms; a shard that does not answer within 5 s is given as it last published): what
+    /// a test or a supervisor reads after doing something, instead of sleeping past the next
+    /// periodic publication.
+    pub fn fresh_snapshots(&self) -> Vec<Snapshot> {
+        let generation = self.board.request();
+        self.board.wait_for(generation, Duration::from_secs(5))
     }
 
     /// Connections accepted so far by each shard, in shard order. Lets tests prove that a
@@ -233,13 +211,13 @@ struct ShardSetup {
     mesh: MeshBuilder<ShardMsg, Full>,
     stop: Arc<AtomicBool>,
     accepted: Arc<Vec<AtomicU64>>,
-    published: Arc<Vec<Mutex<Snapshot>>>,
+    board: Arc<SnapshotBoard>,
     extensions: Extensions,
     /// Each shard reports here once it serves (or why it cannot).
     ready: std::sync::mpsc::Sender<Result<(), String>>,
     /// Recovery phases reached, summed over shards ([`crate::recovery`]).
     recovery_phase: Arc<std::sync::atomic::AtomicUsize>,
-    /// Connected sessions holding publishers back, over all shards ([`crate::pressure`]).
+    /// Connected sessions holding publishers back, over all shards ([`crate::shard::pressure`]).
     holding_back: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -300,11 +278,7 @@ pub fn start_with(mut config: Config, extensions: Extensions) -> Result<BrokerHa
     let stop = Arc::new(AtomicBool::new(false));
     let accepted: Arc<Vec<AtomicU64>> =
         Arc::new((0..nr_shards).map(|_| AtomicU64::new(0)).collect());
-    let published: Arc<Vec<Mutex<Snapshot>>> = Arc::new(
-        (0..nr_shards)
-            .map(|_| Mutex::new(Snapshot::default()))
-            .collect(),
-    );
+    let board = Arc::new(SnapshotBoard::new(nr_shards));
     let (ready, ready_rx) = std::sync::mpsc::channel();
     let setup = ShardSetup {
         ready,
@@ -318,7 +292,7 @@ pub fn start_with(mut config: Config, extensions: Extensions) -> Result<BrokerHa
         mesh: MeshBuilder::full(nr_shards, 1024),
         stop: stop.clone(),
         accepted: accepted.clone(),
-        published: published.clone(),
+        board: board.clone(),
         extensions: extensions.clone(),
         recovery_phase: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         holding_back: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
@@ -340,7 +314,7 @@ pub fn start_with(mut config: Config, extensions: Extensions) -> Result<BrokerHa
         mqtts_addr,
         https_addr,
         security,
-        published,
+        board,
         stop,
         accepted,
         threads: Some(threads),
@@ -423,7 +397,7 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
             setup.config.clone(),
             peers.clone(),
             setup.stop.clone(),
-            setup.published.clone(),
+            setup.board.clone(),
             setup.extensions.clone(),
         )
         .with_security(setup.security.clone())

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use protocol::{ByteStr, QoS, SubscriptionOptions};
+use protocol::{ByteStr, QoS, SubscriptionOptions, Will};
 
 use crate::message::Delivery;
 
@@ -207,7 +207,7 @@ impl SessionState {
     /// from; 0 if none): the wall-clock milliseconds, raised past `after` so that each takeover
     /// orders after the one before even within a millisecond or if the clock steps back.
     pub fn restamp(&mut self, after: u64) {
-        self.stamp = crate::persist::unix_ms_now().max(after.saturating_add(1));
+        self.stamp = crate::clock::unix_ms_now().max(after.saturating_add(1));
     }
 
     /// True when it has outlived its expiry interval since the last disconnect.
@@ -346,6 +346,33 @@ impl SessionState {
     /// True when its state outlives a connection, and so is persisted.
     pub fn is_persistent(&self) -> bool {
         self.expiry_interval > 0
+    }
+}
+
+/// The connection id of a Will recovered from the state log (live connections count from 1).
+pub const RECOVERED: u64 = 0;
+
+/// A Will waiting for its delay.
+#[derive(Debug, Clone)]
+pub struct PendingWill {
+    /// The Will.
+    pub will: Will,
+    /// When it is due, wall-clock milliseconds since the Unix epoch, so that it means the
+    /// same after a restart.
+    pub due_ms: u64,
+    /// The connection that left it ([`RECOVERED`] after a restart): the timer of a Will that
+    /// a later one replaced must not publish the later one early.
+    pub conn_id: u64,
+}
+
+impl PendingWill {
+    /// A Will read back from the state log.
+    pub fn recovered(will: Will, due_ms: u64) -> PendingWill {
+        PendingWill {
+            will,
+            due_ms,
+            conn_id: RECOVERED,
+        }
     }
 }
 

@@ -158,7 +158,7 @@ struct Conn {
     /// Acknowledgements waiting for durability, made on the first one.
     acks: Option<Rc<acks::AckQueue>>,
     /// Its last PUBLISH reached subscribers: it waits while a full subscriber queue holds
-    /// publishers back ([`crate::pressure`]).
+    /// publishers back ([`crate::shard::pressure`]).
     feeds_subscribers: bool,
 }
 
@@ -506,7 +506,7 @@ impl Conn {
         } else if persisted && !shutdown {
             self.shard.log(|| Record::Offline {
                 client_id: client_id.clone(),
-                since_ms: crate::persist::unix_ms_now(),
+                since_ms: crate::clock::unix_ms_now(),
             });
         }
         let will = self
@@ -526,9 +526,9 @@ impl Conn {
                 .min(self.session_expiry);
             let taken_over = ending == Ending::Requested(CloseRequest::TakenOver);
             if delay == 0 {
-                crate::will::publish_now(&self.shard, *will, client_id);
+                crate::shard::will::publish_now(&self.shard, *will, client_id);
             } else if !taken_over {
-                crate::will::schedule(&self.shard, client_id, *will, self.id, delay);
+                crate::shard::will::schedule(&self.shard, client_id, *will, self.id, delay);
             }
         }
     }

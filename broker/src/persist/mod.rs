@@ -37,7 +37,6 @@ use files::{blocking, read_file, segments, write_snapshot, SNAPSHOT};
 pub use files::{lock_state_dir, orphan_shards, remove_shard_dir, shard_dir};
 pub use record::Record;
 pub use state::Recovered;
-pub(crate) use values::unix_ms_now;
 
 use crate::config::{FsyncPolicy, PersistenceSettings};
 

@@ -11,8 +11,7 @@ use super::{
 };
 use crate::{
     message::Message,
-    session::{Inflight, SessionState},
-    will::PendingWill,
+    session::{Inflight, PendingWill, SessionState},
 };
 
 /// What recovery rebuilt for one shard.

@@ -8,7 +8,7 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use bytes::BytesMut;
@@ -17,6 +17,7 @@ use protocol::{
 };
 
 use super::codec::{Reader, Writer};
+use crate::clock::unix_ms_now;
 use crate::{
     message::{Delivery, Message},
     session::SessionSubscription,
@@ -187,13 +188,6 @@ fn get_publish(r: &mut Reader) -> Option<Publish> {
         Ok(Some(Packet::Publish(p))) => Some(p),
         _ => None,
     }
-}
-
-/// Now, as wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The wall-clock time of an instant (the process's clock pairs them now).

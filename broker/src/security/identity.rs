@@ -5,32 +5,7 @@
 //! so it reads just the two fields it needs with a small DER walker instead of pulling a full
 //! X.509 parser into the build. Anything unexpected yields `None` (no identity), never a panic.
 
-use serde::Deserialize;
-
-/// Which certificate field becomes the user name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CertIdentity {
-    /// The subject's Common Name (mosquitto's `use_identity_as_username`).
-    #[default]
-    Cn,
-    /// The first Subject Alternative Name (DNS, e-mail or URI).
-    San,
-    /// Certificates are verified but name nobody: clients still log in with a password.
-    Off,
-}
-
-impl std::str::FromStr for CertIdentity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cn" => Ok(CertIdentity::Cn),
-            "san" => Ok(CertIdentity::San),
-            "off" => Ok(CertIdentity::Off),
-            other => Err(format!("{other:?}: expected cn, san or off")),
-        }
-    }
-}
+use crate::config::CertIdentity;
 
 const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
 const OID_SAN: &[u8] = &[0x55, 0x1d, 0x11];

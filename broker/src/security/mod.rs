@@ -28,8 +28,8 @@ use std::{
     },
 };
 
+use crate::config::CertIdentity;
 pub use acl::{Acl, ClientRules};
-pub use identity::CertIdentity;
 pub use passwd::PasswordFile;
 
 use protocol::ByteStr;

@@ -133,7 +133,7 @@ impl Shard {
 
     /// Hands the session of `client_id` to shard `to`, closing its connection here. The client
     /// is back, so a Will its last connection here left is cancelled. A persistent session
-    /// stays in this shard's log until its copy there is durable ([`crate::handoff`]).
+    /// stays in this shard's log until its copy there is durable ([`crate::shard::handoff`]).
     pub(super) fn evict(self: &Rc<Self>, client_id: ByteStr, to: usize, req: u64, after: u64) {
         let mut st = self.state.borrow_mut();
         if let Some(next) = st.claims.get_mut(&after) {
@@ -156,7 +156,7 @@ impl Shard {
             return;
         }
         drop(st);
-        crate::will::cancel(self, &client_id);
+        crate::shard::will::cancel(self, &client_id);
         let mut st = self.state.borrow_mut();
         if let Some(slot) = st.sessions.remove(&client_id) {
             if let Some(link) = &slot.link {

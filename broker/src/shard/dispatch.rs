@@ -205,7 +205,7 @@ impl Shard {
                 }
                 // A session on two shards means its client came back (a takeover), which
                 // cancelled the Will its connection here had left.
-                crate::will::cancel(self, &client_id);
+                crate::shard::will::cancel(self, &client_id);
                 self.log(|| Record::SessionRemove { client_id });
             }
             ShardMsg::BarrierAck { req, failed } => {

@@ -11,14 +11,23 @@
 //! - [`dispatch`]: messages between shards, barriers, the backlog towards peers.
 //! - [`sweep`]: keepalive timeouts, expiry, shutdown.
 //!
-//! Sessions' own delivery, their handoff between shards' logs and Wills are in
-//! [`crate::delivery`], [`crate::handoff`] and [`crate::will`].
+//! - [`sessions`]: the map of the sessions a shard holds.
+//! - [`delivery`]: delivery to a shard's sessions, queue bounds and drop policy.
+//! - [`pressure`]: a connected subscriber's full queue slows publishers down; a stuck one does
+//!   not.
+//! - [`handoff`]: moving a persistent session between shards' logs, crash-safe.
+//! - [`will`]: Wills, delayed ones kept across a restart.
 
 mod claims;
+pub(crate) mod delivery;
 mod dispatch;
+pub(crate) mod handoff;
+pub(crate) mod pressure;
 mod retained;
 mod routing;
+pub(crate) mod sessions;
 mod sweep;
+pub(crate) mod will;
 
 use std::{
     cell::{Cell, RefCell},
@@ -27,7 +36,7 @@ use std::{
     rc::Rc,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc,
     },
     time::{Duration, Instant},
 };
@@ -35,9 +44,10 @@ use std::{
 use glommio::channels::local_channel::{self, LocalSender};
 use protocol::{ByteStr, Protocol, QoS};
 
+use self::handoff::{newest_copy, HandedOff, Handoff};
 use crate::{
+    board::SnapshotBoard,
     config::Config,
-    handoff::{newest_copy, HandedOff, Handoff},
     mesh::{PeerQueue, ShardMsg},
     message::{Delivery, Message},
     metrics::{Metrics, Snapshot},
@@ -105,7 +115,7 @@ pub struct SessionSlot {
 pub struct ShardState {
     /// Sessions held here, online or not, by the client id each holds. Boxed: a slot is about
     /// 300 bytes, and a table keeps its values inline with up to half of it spare.
-    pub sessions: crate::sessions::SessionMap,
+    pub sessions: crate::shard::sessions::SessionMap,
     /// Replica of the whole subscription table.
     pub subscriptions: SubscriptionTable,
     /// Replica of all retained messages.
@@ -134,10 +144,10 @@ pub struct ShardState {
     pub held: HashMap<ByteStr, Vec<Delivery>>,
     /// Live connections, for the keepalive sweep and shutdown.
     pub connections: HashMap<u64, Rc<ConnHandle>>,
-    /// Wills waiting for their delay, by client id ([`crate::will`]).
-    pub wills: HashMap<ByteStr, crate::will::PendingWill>,
+    /// Wills waiting for their delay, by client id ([`crate::shard::will`]).
+    pub wills: HashMap<ByteStr, crate::session::PendingWill>,
     /// Persistent sessions handed to another shard whose copy there is not durable yet: this
-    /// shard's log keeps them until then ([`crate::handoff`]).
+    /// shard's log keeps them until then ([`crate::shard::handoff`]).
     pub handed_off: HashMap<ByteStr, HandedOff>,
     /// During recovery, for the client ids this shard arbitrates: the stamp of the copy
     /// `owners` points to, to keep the newest of duplicates.
@@ -180,7 +190,7 @@ pub struct Shard {
     pub stop_signal: Control,
     /// Every shard's latest [`Snapshot`], for `/metrics` and `$SYS`; this shard writes its own
     /// slot once a second.
-    pub published: Arc<Vec<Mutex<Snapshot>>>,
+    pub board: Arc<SnapshotBoard>,
     sweeps: Cell<u64>,
     /// When the broker started.
     pub started: Instant,
@@ -206,8 +216,8 @@ pub struct Shard {
     /// duration of one non-blocking `poll_read`, so nobody ever waits for it.
     pub(crate) read_scratch: RefCell<Box<[u8]>>,
     /// Connected sessions of this shard whose full queue holds publishers back
-    /// ([`crate::pressure`]).
-    pub(crate) pressured: RefCell<HashMap<ByteStr, crate::pressure::Pressure>>,
+    /// ([`crate::shard::pressure`]).
+    pub(crate) pressured: RefCell<HashMap<ByteStr, crate::shard::pressure::Pressure>>,
     /// Sessions holding publishers back, over every shard of the broker.
     pub(crate) holding_back: Arc<AtomicUsize>,
     /// Readers of this shard waiting for `holding_back` to fall to zero.
@@ -237,7 +247,7 @@ impl Shard {
         config: Arc<Config>,
         peers: Vec<Option<Rc<PeerQueue>>>,
         stop: Arc<AtomicBool>,
-        published: Arc<Vec<Mutex<Snapshot>>>,
+        board: Arc<SnapshotBoard>,
         extensions: Extensions,
     ) -> Shard {
         Shard {
@@ -254,7 +264,7 @@ impl Shard {
             stop,
             stopping: Cell::new(false),
             stop_signal: Control::default(),
-            published,
+            board,
             sweeps: Cell::new(0),
             started: Instant::now(),
             sink_topics: extensions
@@ -383,21 +393,18 @@ impl Shard {
         snap
     }
 
-    /// Stores this shard's snapshot where other threads can read it.
+    /// Posts this shard's snapshot where other threads can read it.
     pub fn publish_snapshot(&self) {
+        // Read before the snapshot is taken: the snapshot answers every request made so far.
+        let generation = self.board.generation();
         let snap = self.snapshot();
-        if let Some(Ok(mut slot)) = self.published.get(self.id).map(|m| m.lock()) {
-            *slot = snap;
-        }
+        self.board.post(self.id, snap, generation);
     }
 
     /// The latest snapshot of every shard (this one's taken fresh).
     pub fn all_snapshots(&self) -> Vec<Snapshot> {
         self.publish_snapshot();
-        self.published
-            .iter()
-            .map(|m| m.lock().map(|s| s.clone()).unwrap_or_default())
-            .collect()
+        self.board.latest()
     }
 }
 
@@ -417,7 +424,7 @@ mod tests {
             Arc::new(Config::default()),
             vec![None],
             Arc::new(AtomicBool::new(false)),
-            Arc::new(vec![]),
+            Arc::new(SnapshotBoard::new(1)),
             Extensions::default(),
         ))
     }

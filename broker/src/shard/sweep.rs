@@ -43,7 +43,8 @@ impl Shard {
         self.sweep_pressure(now);
         let sweeps = self.sweeps.get() + 1;
         self.sweeps.set(sweeps);
-        if sweeps.is_multiple_of(4) {
+        // Once a second, and at once when a reader asked for fresh figures.
+        if sweeps.is_multiple_of(4) || self.board.is_requested(self.id) {
             self.publish_snapshot();
         }
         if self.stop.load(Ordering::Relaxed) && !self.stopping.get() {

@@ -22,7 +22,7 @@ const SHORT: Duration = Duration::from_secs(3);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_messages_reach_wildcard_subscribers_and_empty_payload_deletes() {
     let broker = TestBroker::start();
-    let (publisher, _) = Client::connect(broker.port(), "status-pub", |_| {}).await;
+    let (mut publisher, _) = Client::connect(broker.port(), "status-pub", |_| {}).await;
     for v in ["v1", "v2", "v3"] {
         publisher
             .client
@@ -40,7 +40,12 @@ async fn retained_messages_reach_wildcard_subscribers_and_empty_payload_deletes(
         .publish("fleet/v2/status", QoS::AtLeastOnce, true, "")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A retained QoS 1 PUBLISH is acknowledged once every shard holds it.
+    for _ in 0..4 {
+        publisher
+            .next_packet(|p| matches!(p, rumqttc::Packet::PubAck(_)))
+            .await;
+    }
 
     let (mut sub, _) = Client::connect(broker.port(), "status-sub", |_| {}).await;
     sub.client
@@ -376,7 +381,7 @@ async fn every_retained_message_arrives_on_subscribe_beyond_live_queue_limits() 
         c.limits.max_outbox_packets = 50;
         c.limits.max_queued_messages = 20;
     });
-    let (publisher, _) = Client::connect(broker.port(), "statuses", |o| {
+    let (mut publisher, _) = Client::connect(broker.port(), "statuses", |o| {
         o.set_inflight(100);
     })
     .await;
@@ -392,8 +397,12 @@ async fn every_retained_message_arrives_on_subscribe_beyond_live_queue_limits() 
             .await
             .unwrap();
     }
-    // The last one acknowledged means all are stored (retained QoS 1 waits for every shard).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Acknowledged means stored (retained QoS 1 waits for every shard).
+    for _ in 0..600 {
+        publisher
+            .next_packet(|p| matches!(p, rumqttc::Packet::PubAck(_)))
+            .await;
+    }
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
         let (mut dashboard, _) =
             Client::connect(broker.port(), &format!("dashboard-{qos:?}"), |o| {

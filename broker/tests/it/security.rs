@@ -274,7 +274,7 @@ fn wrong_credentials_get_0x86_or_5_and_never_say_which_part() {
     loop {
         let total: u64 = broker
             .handle
-            .snapshots()
+            .fresh_snapshots()
             .iter()
             .map(|s| s.auth_failures)
             .sum();
@@ -484,7 +484,7 @@ fn a_client_certificate_names_the_user_and_bad_certificates_are_refused() {
     let deadline = Instant::now() + WAIT;
     while broker
         .handle
-        .snapshots()
+        .fresh_snapshots()
         .iter()
         .map(|s| s.tls_failures)
         .sum::<u64>()

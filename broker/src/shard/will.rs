@@ -18,35 +18,13 @@ use std::{rc::Rc, time::Duration};
 use protocol::{ByteStr, Publish, Will};
 
 use crate::{
-    mesh::ShardMsg, message::Message, persist::unix_ms_now, persist::Record, shard::Shard,
+    clock::unix_ms_now,
+    mesh::ShardMsg,
+    message::Message,
+    persist::Record,
+    session::{PendingWill, RECOVERED},
+    shard::Shard,
 };
-
-/// The connection id of a Will recovered from the state log (live connections count from 1).
-const RECOVERED: u64 = 0;
-
-/// A Will waiting for its delay.
-#[derive(Debug, Clone)]
-pub struct PendingWill {
-    /// The Will.
-    pub will: Will,
-    /// When it is due, wall-clock milliseconds since the Unix epoch, so that it means the
-    /// same after a restart.
-    pub due_ms: u64,
-    /// The connection that left it ([`RECOVERED`] after a restart): the timer of a Will that
-    /// a later one replaced must not publish the later one early.
-    pub conn_id: u64,
-}
-
-impl PendingWill {
-    /// A Will read back from the state log.
-    pub fn recovered(will: Will, due_ms: u64) -> PendingWill {
-        PendingWill {
-            will,
-            due_ms,
-            conn_id: RECOVERED,
-        }
-    }
-}
 
 /// Publishes a Will now, to subscribers and (with its RETAIN flag) as the retained message.
 pub fn publish_now(shard: &Rc<Shard>, will: Will, client_id: ByteStr) {
