@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - `server`: [`start`] binds listeners and runs the shards; [`BrokerHandle`] stops them.
+//! - `listeners`: one SO_REUSEPORT socket per shard on each address, port 0 resolved once.
 //! - `shard`: a shard's state and everything it does, one file per concern: routing,
 //!   retained messages, claims, mesh dispatch, the sweeper, delivery, back-pressure, session
 //!   handoff, Wills.
@@ -45,6 +46,7 @@ pub mod config;
 mod connection;
 mod error;
 mod http;
+mod listeners;
 mod mesh;
 mod message;
 pub mod metrics;
