@@ -1,7 +1,19 @@
 //! The client-id claim protocol: which shard arbitrates a client id, asking it for the
 //! session, and what the arbiter does with claims (adopt, evict, answer too late).
 
-use super::*;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::rc::Rc;
+use std::time::Instant;
+
+use glommio::channels::local_channel;
+use protocol::ByteStr;
+
+use crate::mesh::ShardMsg;
+use crate::outbox::CloseRequest;
+use crate::session::{DropReason, SessionState};
+
+use super::handoff::{newest_copy, HandedOff, Handoff};
+use super::{ClaimInFlight, Claimed, Shard, PEER_ANSWER_LIMIT};
 
 impl Shard {
     /// The shard that arbitrates `client_id` (a stable hash, the same on every shard).

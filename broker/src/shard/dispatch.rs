@@ -1,6 +1,17 @@
 //! Messages between shards: sending, broadcasting, barriers, and handling what a peer sent.
 
-use super::*;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel;
+
+use crate::mesh::ShardMsg;
+use crate::outbox::Control;
+use crate::persist::record::Record;
+use crate::trie::SubEntry;
+
+use super::handoff::Handoff;
+use super::{Shard, PEER_ANSWER_LIMIT};
 
 impl Shard {
     /// Sends a message to shard `to`; to itself it is handled on a fresh task, after whatever

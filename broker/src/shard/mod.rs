@@ -32,31 +32,30 @@ pub(crate) mod will;
 use std::{
     cell::{Cell, RefCell},
     collections::HashMap,
-    hash::{DefaultHasher, Hash, Hasher},
     rc::Rc,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize},
         Arc,
     },
     time::{Duration, Instant},
 };
 
-use glommio::channels::local_channel::{self, LocalSender};
-use protocol::{ByteStr, Protocol, QoS};
+use glommio::channels::local_channel::LocalSender;
+use protocol::{ByteStr, Protocol};
 
-use self::handoff::{newest_copy, HandedOff, Handoff};
+use self::handoff::{HandedOff, Handoff};
 use crate::{
     board::SnapshotBoard,
     config::Config,
-    mesh::{PeerQueue, ShardMsg},
+    mesh::PeerQueue,
     message::{Delivery, Message},
     metrics::{Metrics, Snapshot},
-    outbox::{CloseRequest, ConnHandle, Control},
+    outbox::{ConnHandle, Control},
     persist::{record::Record, Persist, Ticket},
     security::Security,
-    session::{DropReason, SessionState},
+    session::SessionState,
     sink::{Extensions, ShardSink},
-    trie::{Matched, SubEntry, SubscriptionTable},
+    trie::SubscriptionTable,
 };
 
 /// How long a shard waits for a peer's answer (barrier, session claim) before giving up; peers
@@ -410,12 +409,10 @@ impl Shard {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{atomic::AtomicBool, Arc};
-
     use protocol::QoS;
 
     use super::*;
-    use crate::session::tests::delivery;
+    use crate::{mesh::ShardMsg, session::tests::delivery, trie::SubEntry};
 
     fn test_shard() -> Rc<Shard> {
         Rc::new(Shard::new(

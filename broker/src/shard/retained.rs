@@ -1,6 +1,11 @@
 //! Retained messages: this shard's replica, bounded by `max_retained_bytes`.
 
-use super::*;
+use protocol::ByteStr;
+
+use crate::message::Message;
+use crate::persist::record::Record;
+
+use super::Shard;
 
 impl Shard {
     /// Stores or deletes a retained message in this shard's replica. Shard 0 logs it: it

@@ -1,7 +1,18 @@
 //! Routing a message to the sessions subscribed to its topic, here or on other shards, and
 //! ending a session.
 
-use super::*;
+use std::rc::Rc;
+use std::time::Instant;
+
+use protocol::{ByteStr, QoS};
+
+use crate::mesh::ShardMsg;
+use crate::message::{Delivery, Message};
+use crate::persist::record::Record;
+use crate::session::DropReason;
+use crate::trie::{Matched, SubEntry};
+
+use super::{RouteOutcome, Shard};
 
 impl Shard {
     /// Routes a message to every matching subscription, on every shard.

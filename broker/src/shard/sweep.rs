@@ -1,6 +1,12 @@
 //! The periodic sweep: keepalive timeouts, session and retained-message expiry, shutdown.
 
-use super::*;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::outbox::CloseRequest;
+
+use super::{Shard, MOVED_TO_KEPT};
 
 impl Shard {
     /// Periodic work: keepalive timeouts, session and retained-message expiry, shutdown.
