@@ -42,7 +42,8 @@ pub enum StartError {
 /// # Errors
 /// Invalid settings, an archive directory that cannot be used, or a broker that cannot start.
 pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
-    settings.validate().map_err(StartError::Settings)?;
+    // The broker checks its own part when it starts.
+    settings.archive.validate().map_err(StartError::Settings)?;
     let mut archive_settings = settings.archive.clone();
     // Shards open files from their own threads; a relative data directory must not depend on
     // anything but the directory the broker was started in.
@@ -69,11 +70,7 @@ pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
         }),
         static_files: Some(Arc::new(dashboard::Dashboard)),
     };
-    let config = Settings {
-        archive: archive_settings,
-        ..settings.clone()
-    }
-    .broker_config();
+    let config = settings::with_state_dir(settings.broker.clone(), &archive_settings.data);
     match broker::start_with(config, extensions) {
         Ok(broker) => Ok(Pipeline { broker, archive }),
         Err(e) => {

@@ -98,9 +98,6 @@ pub struct Settings {
     pub broker: broker::Config,
     /// The archive the broker writes.
     pub archive: ArchiveSettings,
-    /// Whether a non-empty `persistence.dir` was given; otherwise the broker's state goes to
-    /// `{archive.data}/state`, wherever the data directory is moved to.
-    pub state_dir_given: bool,
 }
 
 impl Settings {
@@ -117,30 +114,15 @@ impl Settings {
                 .map_err(|e| format!("[archive]: {e}"))?,
             None => ArchiveSettings::default(),
         };
-        // `dir = ""` (as in the README's sample file) means the default too.
-        let state_dir_given = table
-            .get("persistence")
-            .and_then(|p| p.get("dir"))
-            .and_then(|d| d.as_str())
-            .is_some_and(|d| !d.is_empty());
         let broker = toml::Value::Table(table)
             .try_into::<broker::Config>()
             .map_err(|e| e.to_string())?;
-        Ok(Settings {
-            broker,
-            archive,
-            state_dir_given,
-        })
+        Ok(Settings { broker, archive })
     }
 
-    /// The broker's configuration with its state directory resolved: `{archive.data}/state`
-    /// unless `persistence.dir` was given.
+    /// The broker's configuration with its state directory resolved ([`with_state_dir`]).
     pub fn broker_config(&self) -> broker::Config {
-        let mut config = self.broker.clone();
-        if !self.state_dir_given {
-            config.persistence.dir = self.archive.data.join("state");
-        }
-        config
+        with_state_dir(self.broker.clone(), &self.archive.data)
     }
 
     /// Checks both parts.
@@ -151,6 +133,17 @@ impl Settings {
         self.broker.validate()?;
         self.archive.validate()
     }
+}
+
+/// `config` with its state in `{data}/state` while `persistence.dir` is empty (as in the
+/// README's sample file) or left at the broker's default, so that the state follows the data
+/// directory wherever it is put.
+pub fn with_state_dir(mut config: broker::Config, data: &std::path::Path) -> broker::Config {
+    let dir = &config.persistence.dir;
+    if dir.as_os_str().is_empty() || *dir == broker::config::PersistenceSettings::default().dir {
+        config.persistence.dir = data.join("state");
+    }
+    config
 }
 
 #[cfg(test)]

@@ -18,8 +18,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// How long the broker may take to accept connections after it was spawned.
-const STARTUP: Duration = Duration::from_secs(30);
 /// Upper bound for the whole pytest run (it takes about a minute against mosquitto).
 const SUITE: Duration = Duration::from_secs(300);
 
@@ -45,16 +43,6 @@ impl Scratch {
         let path = self.dir.join(name);
         let file = File::create(&path).unwrap();
         (path, file)
-    }
-
-    /// The running child at `index`, or a panic with its log if it exited.
-    fn check_running(&mut self, index: usize, log: &Path) {
-        if let Some(status) = self.children[index].try_wait().unwrap() {
-            panic!(
-                "the broker exited early ({status}); its output:\n{}",
-                tail(log)
-            );
-        }
     }
 }
 
@@ -121,19 +109,7 @@ fn paho_and_mosquitto_clients_interoperate() {
     scratch.children.push(broker);
 
     // It binds port 0 and says which port it got.
-    let deadline = Instant::now() + STARTUP;
-    let port = loop {
-        scratch.check_running(0, &broker_log);
-        if let Some(listening) = support::announced_listeners(&broker_log, false) {
-            break listening.port();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the broker did not announce its listener within {STARTUP:?}; its output:\n{}",
-            tail(&broker_log)
-        );
-        sleep(Duration::from_millis(20));
-    };
+    let port = support::wait_for_listeners(&mut scratch.children[0], &broker_log, false).port();
 
     let (pytest_log, pytest_out) = scratch.log("pytest.log");
     let mut pytest = Command::new("python3")

@@ -98,7 +98,7 @@ fn start(place: &Place, run: usize) -> Broker {
     let log_path = place.cwd.join(format!("broker-{run}.log"));
     let log = fs::File::create(&log_path).unwrap();
     let mut process = Killed(command.stdout(Stdio::null()).stderr(log).spawn().unwrap());
-    let port = support::wait_for_listeners(&mut process, &log_path, false).port();
+    let port = support::wait_for_listeners(&mut process.0, &log_path, false).port();
     Broker { process, port }
 }
 

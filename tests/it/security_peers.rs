@@ -9,23 +9,13 @@ use crate::support;
 use std::{
     io::{BufRead, BufReader, Write},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
-use support::free_port;
+use support::{free_port, Killed};
 
 fn fleetmq() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fleetmq"))
-}
-
-/// Kills a child process if the test fails half-way.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn wait_for_port(port: u16) {
@@ -61,7 +51,7 @@ fn pub_ok(port: u16, user: &str, password: &str, topic: &str) -> (bool, String) 
 
 /// Starts `fleetmq broker` on a port of its choosing in `dir` with extra flags; its stderr goes
 /// to `dir/broker.log`.
-fn start_broker(dir: &Path, extra: &[&str]) -> (Running, u16) {
+fn start_broker(dir: &Path, extra: &[&str]) -> (Killed, u16) {
     let log = dir.join("broker.log");
     let mut child = fleetmq()
         .current_dir(dir)
@@ -72,16 +62,8 @@ fn start_broker(dir: &Path, extra: &[&str]) -> (Running, u16) {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let port = loop {
-        assert!(child.try_wait().unwrap().is_none(), "the broker exited");
-        if let Some(listening) = support::announced_listeners(&log, false) {
-            break listening.port();
-        }
-        assert!(std::time::Instant::now() < deadline, "broker not serving");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (Running(child), port)
+    let port = support::wait_for_listeners(&mut child, &log, false).port();
+    (Killed(child), port)
 }
 
 #[test]
@@ -116,7 +98,7 @@ fn password_files_work_in_both_directions() {
         ),
     )
     .unwrap();
-    let _mosquitto = Running(
+    let _mosquitto = Killed(
         Command::new("mosquitto")
             .args(["-c", conf.to_str().unwrap()])
             .stderr(Stdio::null())
@@ -154,7 +136,7 @@ fn sighup_reloads_the_acl_while_clients_stay_connected_and_no_secret_is_logged()
         ],
     );
     // A dashboard that stays connected across the reload.
-    let mut sub = Running(
+    let mut sub = Killed(
         Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
             .args(["-u", "dashboard", "-P", "hunter2-dash", "-t", "fleet/#"])

@@ -248,7 +248,6 @@ pub async fn recover(
 
 /// The writing side, owned by the background task.
 struct Log {
-    dir: std::path::PathBuf,
     segments: Segments,
     io: IoMode,
     segment: u64,
@@ -310,7 +309,6 @@ impl Persist {
             stats: Cell::new(stats),
         });
         let log = Log {
-            dir,
             segments: log,
             io,
             segment,
@@ -476,7 +474,7 @@ impl Log {
         // Everything appended from now on, and what is still pending, goes to the new segment
         // (redo-safe over the snapshot).
         self.snapshot_bytes =
-            write_snapshot(&self.dir, self.io, next, self.source.as_ref()).await?;
+            write_snapshot(self.segments.dir(), self.io, next, self.source.as_ref()).await?;
         let old = std::mem::replace(&mut self.writer, new_writer);
         let _ = old.close().await;
         self.segments.remove(self.segment).await;

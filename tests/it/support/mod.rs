@@ -75,10 +75,10 @@ impl Listening {
 /// addresses it bound (MQTT, and HTTP when `http`), or fails with its exit status if it died
 /// starting. Start brokers on port 0 (`--mqtt 127.0.0.1:0 --http 127.0.0.1:0`) and read the
 /// ports here: no other process can take a port between a test's choice and the broker's bind.
-pub fn wait_for_listeners(process: &mut Killed, log: &std::path::Path, http: bool) -> Listening {
+pub fn wait_for_listeners(process: &mut Child, log: &std::path::Path, http: bool) -> Listening {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(status) = process.0.try_wait().unwrap() {
+        if let Some(status) = process.try_wait().unwrap() {
             panic!(
                 "the broker exited while starting: {status}\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
@@ -133,7 +133,7 @@ pub fn spawn_broker(
             .spawn()
             .unwrap(),
     );
-    let listening = wait_for_listeners(&mut process, log, http);
+    let listening = wait_for_listeners(&mut process.0, log, http);
     (process, listening)
 }
 
