@@ -49,20 +49,24 @@ fn spawn_ingest(port: u16, data: &Path, log_level: &str) -> (Killed, mpsc::Recei
     (Killed(child), rx)
 }
 
-/// Starts `fleetmq ingest` and waits until its session is subscribed.
-fn start_ingest(port: u16, data: &Path) -> Killed {
-    let (ingest, lines) = spawn_ingest(port, data, "info");
+/// Starts `fleetmq ingest`, logging each message it logs (trace), and waits until the broker
+/// acknowledged its subscription.
+fn start_ingest(port: u16, data: &Path) -> (Killed, mpsc::Receiver<String>) {
+    let (ingest, lines) = spawn_ingest(port, data, "info,ingest::standalone=trace");
+    wait_for_line(&lines, "ingest subscribed");
+    (ingest, lines)
+}
+
+/// Waits for the ingest to log a line containing `text`.
+fn wait_for_line(lines: &mpsc::Receiver<String>, text: &str) {
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(20))
-            .expect("ingest connects");
-        if line.contains("ingest connected") {
-            break;
+            .unwrap_or_else(|_| panic!("the ingest never logged {text:?}"));
+        if line.contains(text) {
+            return;
         }
     }
-    // The SUBSCRIBE went out with CONNECT; give the broker a moment to apply it.
-    std::thread::sleep(Duration::from_millis(300));
-    ingest
 }
 
 fn gps(seq: u64) -> String {
@@ -172,7 +176,7 @@ fn standalone_ingest_archives_from_mosquitto_once_across_a_kill() {
 fn archive_across_a_kill(port: u16) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("archive");
-    let ingest = start_ingest(port, &data);
+    let (ingest, _lines) = start_ingest(port, &data);
     let mut publisher = MqttClient::connect(port, Protocol::V3_1_1, "fleet-gateway");
     let mut expected = BTreeSet::new();
     for seq in 0..30 {
@@ -194,8 +198,12 @@ fn archive_across_a_kill(port: u16) {
     publisher.publish_acked("fleet/van-0/gps", gps(10));
     publisher.publish_acked("fleet/van-0/gps", "not json");
 
-    let mut ingest = start_ingest(port, &data);
-    std::thread::sleep(Duration::from_millis(1500));
+    let (mut ingest, lines) = start_ingest(port, &data);
+    // The last message published: once the ingest has logged it, it has logged everything
+    // before it (one session, delivered in order).
+    publisher.publish_acked("fleet/van-last/gps", gps(0));
+    expected.insert(("van-last".to_string(), 0));
+    wait_for_line(&lines, "fleet/van-last/gps");
     let status = ingest.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status}");
 

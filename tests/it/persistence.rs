@@ -165,22 +165,10 @@ fn acknowledged_messages_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let _logs = LogsOnFailure(dir.path());
     let (broker, port) = start_broker(dir.path());
-    let (mut sub, present) = Persistent::connect(port, "reefer-3");
+    let (mut sub, present) = MqttClient::connect_session(port, Protocol::V3_1_1, "reefer-3", false);
     assert!(!present);
-    sub.send(&Packet::Subscribe(Subscribe {
-        pkid: 1,
-        subscriptions: vec![Subscription {
-            filter: ByteStr::from("cmd/reefer-3/#"),
-            options: SubscriptionOptions {
-                qos: QoS::AtLeastOnce,
-                ..Default::default()
-            },
-        }],
-        properties: Properties::default(),
-    }));
-    assert!(matches!(sub.next(), Some(Packet::SubAck(_))));
-    drop(sub);
-    std::thread::sleep(Duration::from_millis(100));
+    sub.subscribe("cmd/reefer-3/#", QoS::AtLeastOnce);
+    sub.disconnect();
 
     let mut publisher = MqttClient::connect(port, Protocol::V3_1_1, "ops");
     for n in 0..200 {

@@ -144,7 +144,7 @@ fn sighup_reloads_the_acl_while_clients_stay_connected_and_no_secret_is_logged()
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    support::wait_for_log_lines(&dir.path().join("broker.log"), "subscriptions applied", 1);
     assert!(pub_ok(port, "v1", "hunter2-vehicle", "fleet/v1/gps").0);
     assert!(!pub_ok(port, "v1", "wrong-secret-pw", "fleet/v1/gps").0);
 
@@ -160,7 +160,11 @@ fn sighup_reloads_the_acl_while_clients_stay_connected_and_no_secret_is_logged()
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(Duration::from_millis(500));
+    support::wait_for_log_lines(
+        &dir.path().join("broker.log"),
+        "security settings reloaded",
+        1,
+    );
     let (_, said) = pub_ok(port, "v1", "hunter2-vehicle", "fleet/v1/gps");
     assert!(said.contains("Not authorized"), "after reload: {said}");
     assert!(pub_ok(port, "v1", "hunter2-vehicle", "fleet/v1/status").0);

@@ -112,7 +112,14 @@ impl Conn {
         let prior_stamp = prior.as_ref().map_or(0, |(old, _)| old.stamp);
         let now = Instant::now();
         let (mut state, present) = match prior.map(|(old, _)| old) {
-            Some(old) if !connect.clean_start && !old.is_expired(now) => (*old, true),
+            // A session whose expiry is 0 (a 3.1.1 clean session) ends when its connection
+            // closes, and a takeover closes it: the new connection never finds it present,
+            // whether or not the old one's DISCONNECT was read first, as with mosquitto.
+            Some(old)
+                if !connect.clean_start && !old.is_expired(now) && old.expiry_interval != 0 =>
+            {
+                (*old, true)
+            }
             Some(old) => {
                 let filters: Vec<ByteStr> = old.subscriptions.keys().cloned().collect();
                 if !filters.is_empty() {

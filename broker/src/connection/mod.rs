@@ -26,7 +26,7 @@ use std::{
 };
 
 use bytes::BytesMut;
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use protocol::{
     decode, ByteStr, Connect, DecodeError, Disconnect, Packet, Protocol, ReasonCode, Will,
 };
@@ -120,6 +120,11 @@ where
     let stream = RefCell::new(stream);
     async move {
         conn.serve_on(&stream).await;
+        // Closed only now, after `finish` ended or parked the session, sent its Will and told
+        // the other shards: a client that reconnects as soon as it sees the close finds the
+        // broker done with its last connection (a session ended by a clean start is not
+        // handed to the next connection as present).
+        let _ = stream.into_inner().close().await;
         let shard = &conn.shard;
         shard.state.borrow_mut().connections.remove(&conn.id);
         shard

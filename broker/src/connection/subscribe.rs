@@ -82,6 +82,7 @@ impl Conn {
         self.log_subscriptions();
         // Acknowledge only when every shard routes with the new subscriptions.
         self.shard.barrier().await;
+        tracing::debug!(shard = self.shard.id, client_id = %client_id, filters = reasons.len(), "subscriptions applied");
         let refused: Vec<String> = reasons
             .iter()
             .enumerate()

@@ -33,7 +33,9 @@ impl AliasTable {
 }
 
 /// Writes everything pushed to the connection's outbox until it is closed and drained, then
-/// closes the socket and says so on the outbox.
+/// says so on the outbox. It leaves the socket open: the connection closes it once it has
+/// settled the session (see [`super::serve`]), so a client that sees the close knows the broker
+/// is done with it.
 ///
 /// It runs inside the connection's own task beside the reader (see [`super::serve`]), sharing
 /// the stream with it: no second task and no split stream per connection. It never returns:
@@ -47,7 +49,6 @@ pub async fn run<W: AsyncWrite + Unpin>(mut socket: W, conn: Rc<ConnHandle>, sha
     let mut aliases: Option<Box<AliasTable>> = None;
     let outbox = &conn.outbox;
     let mut buf = BytesMut::new();
-    let mut peer_gone = false;
     while let Some(batch) = outbox.take_batch().await {
         let Some(encoding) = outbox.encoding() else {
             // Nothing is queued before CONNECT fixes the encoding; were it, it could not be
@@ -91,7 +92,6 @@ pub async fn run<W: AsyncWrite + Unpin>(mut socket: W, conn: Rc<ConnHandle>, sha
             // The peer is gone; the reader notices on its side. Drop what is queued.
             outbox.close();
             while outbox.take_batch().await.is_some() {}
-            peer_gone = true;
             break;
         }
         if outbox.is_empty() {
@@ -104,9 +104,6 @@ pub async fn run<W: AsyncWrite + Unpin>(mut socket: W, conn: Rc<ConnHandle>, sha
                 buf = BytesMut::new();
             }
         }
-    }
-    if !peer_gone {
-        let _ = socket.close().await;
     }
     outbox.set_writer_finished();
     std::future::pending::<()>().await;

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use common::{
     raw::Raw,
     v5::{
-        connect, disconnect, drain, publish, publish_numbered, subscribe, subscribed_offline, text,
-        WAIT,
+        connect, disconnect, publish, publish_numbered, subscribe, subscribed_offline, text,
+        until_marker, WAIT,
     },
     TestBroker,
 };
@@ -114,10 +114,7 @@ fn offline_overflow(
     publish_numbered(&mut publisher, "t", 10, QoS::AtLeastOnce);
     let (mut sub, present) = connect(port, "sub", true);
     assert!(present);
-    let got = drain(&mut sub, Duration::from_millis(300))
-        .iter()
-        .map(text)
-        .collect();
+    let got = until_marker(port, &mut sub, "t").iter().map(text).collect();
     (got, figures(&broker))
 }
 
@@ -163,10 +160,7 @@ fn full_queue_disconnects_the_client_under_the_disconnect_policy_and_keeps_its_s
     );
     let (mut sub, present) = connect(port, "sub", true);
     assert!(present, "the session outlives the disconnect");
-    let got: Vec<String> = drain(&mut sub, Duration::from_millis(300))
-        .iter()
-        .map(text)
-        .collect();
+    let got: Vec<String> = until_marker(port, &mut sub, "t").iter().map(text).collect();
     assert_eq!(got, vec!["m0", "m1", "m2", "m3"]);
     let total = figures(&broker);
     assert_eq!(total.dropped.get("queue_full"), Some(&1));
@@ -235,7 +229,7 @@ fn the_retained_store_is_bounded_in_bytes_and_refusals_are_counted() {
     );
     let (mut sub, _) = connect(port, "dashboard", false);
     subscribe(&mut sub, "fleet/+/state", QoS::AtMostOnce);
-    let mut got: Vec<(String, char)> = drain(&mut sub, Duration::from_millis(300))
+    let mut got: Vec<(String, char)> = until_marker(port, &mut sub, "fleet/marker/state")
         .iter()
         .map(|p| (p.topic.to_string(), text(p).chars().next().unwrap()))
         .collect();

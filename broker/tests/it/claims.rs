@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 
 use common::{
     raw::Raw,
-    v5::{ack, connect, disconnect, publish_numbered, subscribed_offline, text},
+    raw_on_shard,
+    v5::{
+        ack, connect, connect_on, disconnect, publish, publish_numbered, subscribe,
+        subscribed_offline, text, until_marker_via, WAIT,
+    },
     TestBroker,
 };
-use protocol::{Packet, Protocol, QoS};
+use protocol::{Packet, Protocol, QoS, ReasonCode};
 
 /// Far below the 10 s a claim waits for an answer before it gives up.
 const PROMPT: Duration = Duration::from_secs(4);
@@ -128,5 +132,68 @@ fn a_takeover_storm_loses_no_qos1_message_of_a_persistent_session() {
             &missing[..missing.len().min(10)]
         );
         disconnect(last);
+    }
+}
+
+/// A session that ends with its connection (expiry 0, a 3.1.1 clean session) is never handed to
+/// the next connection with the same id as present: not when the first connection is still
+/// open and is taken over, on either shard, and not after it disconnected.
+#[test]
+fn a_session_that_ends_with_its_connection_is_never_present_to_the_next() {
+    let broker = TestBroker::start();
+    for round in 0..10 {
+        for (first_shard, next_shard) in [(0, 1), (1, 1)] {
+            let id = format!("hopper-{round}-{first_shard}{next_shard}");
+            let (mut first, _) = connect_on(
+                raw_on_shard(&broker, first_shard, Protocol::V5),
+                &id,
+                0,
+                None,
+            );
+            subscribe(&mut first, "orders/#", QoS::AtLeastOnce);
+            // Taken over while connected.
+            let (second, present) = connect_on(
+                raw_on_shard(&broker, next_shard, Protocol::V5),
+                &id,
+                3600,
+                None,
+            );
+            assert!(!present, "{id}: a taken-over clean session was present");
+            assert!(
+                first.until_closed(WAIT).iter().any(|p| matches!(
+                    p,
+                    Packet::Disconnect(d) if d.reason == ReasonCode::SESSION_TAKEN_OVER
+                )),
+                "{id}: the first connection is told it was taken over"
+            );
+            // Its subscription went with it: the new session is subscribed to nothing.
+            let (mut ops, _) = connect(broker.port(), "ops", false);
+            let mut second = second;
+            subscribe(&mut second, "status/#", QoS::AtLeastOnce);
+            publish(&mut ops, 1, "orders/1", "load", QoS::AtLeastOnce, false);
+            let got = until_marker_via(&mut ops, &mut second, "status/marker");
+            assert!(got.is_empty(), "{id}: {got:?}");
+            disconnect(ops);
+            // A clean start ends the lasting session; the next lasting one starts afresh.
+            disconnect(second);
+            let (clean, _) = connect_on(
+                raw_on_shard(&broker, first_shard, Protocol::V5),
+                &id,
+                0,
+                None,
+            );
+            disconnect(clean);
+            let (last, present) = connect_on(
+                raw_on_shard(&broker, next_shard, Protocol::V5),
+                &id,
+                3600,
+                None,
+            );
+            assert!(
+                !present,
+                "{id}: a session ended by a clean start was present"
+            );
+            disconnect(last);
+        }
     }
 }

@@ -12,8 +12,8 @@ use std::{path::Path, time::Duration};
 use bytes::Bytes;
 use common::{
     v5::{
-        ack, connect, disconnect, drain, publish, publish_numbered, publish_with, subscribe,
-        subscribed_offline, text, WAIT,
+        ack, connect, disconnect, publish, publish_numbered, publish_with, subscribe,
+        subscribed_offline, text, until_marker, until_marker_via, WAIT,
     },
     TestBroker,
 };
@@ -110,7 +110,8 @@ fn sessions_owed_messages_and_retained_come_back_after_a_restart() {
     );
     disconnect(publisher);
     stop(broker);
-    // Let the retained message with a 1 s expiry expire while the broker is down.
+    // Let the retained message with a 1 s expiry expire while the broker is down: the passing
+    // of time is what this step tests, so it is a sleep.
     std::thread::sleep(Duration::from_millis(1200));
 
     let broker = start(dir.path(), |_| {});
@@ -118,7 +119,7 @@ fn sessions_owed_messages_and_retained_come_back_after_a_restart() {
     for id in &ids {
         let (mut sub, present) = connect(port, id, true);
         assert!(present, "{id}: session present after the restart");
-        let got = drain(&mut sub, Duration::from_millis(400));
+        let got = until_marker(port, &mut sub, "fleet/marker/alerts");
         let alerts: Vec<String> = got
             .iter()
             .filter(|p| p.topic.as_ref() == "fleet/1/alerts")
@@ -148,7 +149,7 @@ fn sessions_owed_messages_and_retained_come_back_after_a_restart() {
         QoS::AtLeastOnce,
         false,
     );
-    let got = drain(&mut sub, Duration::from_millis(300));
+    let got = until_marker_via(&mut publisher, &mut sub, "fleet/marker/alerts");
     assert!(
         got.iter().any(|p| text(p) == "live"),
         "live message after restart: {got:?}"
@@ -156,7 +157,7 @@ fn sessions_owed_messages_and_retained_come_back_after_a_restart() {
     // Retained: present, the expired one gone, the deleted one still deleted.
     let (mut fresh, _) = connect(port, "dashboard", false);
     subscribe(&mut fresh, "fleet/+/status", QoS::AtLeastOnce);
-    let mut retained: Vec<(String, String)> = drain(&mut fresh, Duration::from_millis(300))
+    let mut retained: Vec<(String, String)> = until_marker(port, &mut fresh, "fleet/marker/status")
         .iter()
         .map(|p| (p.topic.to_string(), text(p)))
         .collect();
@@ -197,9 +198,8 @@ fn qos2_in_progress_on_both_sides_is_exactly_once_across_a_restart() {
     };
     sub.send(&Packet::PubRec(ack(first.pkid)));
     assert!(matches!(sub.recv(WAIT), Some(Packet::PubRel(a)) if a.pkid == first.pkid));
-    drop(sub);
-    drop(publisher);
-    std::thread::sleep(Duration::from_millis(100));
+    sub.vanish(WAIT);
+    publisher.vanish(WAIT);
     stop(broker);
 
     let broker = start(dir.path(), |_| {});
@@ -227,7 +227,7 @@ fn qos2_in_progress_on_both_sides_is_exactly_once_across_a_restart() {
         other => panic!("expected PUBREL, got {other:?}"),
     }
     sub.send(&Packet::PubComp(ack(first.pkid)));
-    assert!(drain(&mut sub, Duration::from_millis(300)).is_empty());
+    assert!(until_marker(port, &mut sub, "t/marker").is_empty());
     stop(broker);
 }
 
@@ -271,7 +271,7 @@ fn a_torn_log_tail_is_cut_off_and_reported_and_state_before_it_recovered() {
     let broker = start(dir.path(), |_| {});
     let (mut sub, present) = connect(broker.port(), "sub", true);
     assert!(present);
-    let got: Vec<String> = drain(&mut sub, Duration::from_millis(300))
+    let got: Vec<String> = until_marker(broker.port(), &mut sub, "t/marker")
         .iter()
         .map(text)
         .collect();
@@ -324,7 +324,7 @@ fn state_stays_exact_across_many_snapshots_while_traffic_flows() {
     let port = broker.port();
     let (mut offline, present) = connect(port, "offline", true);
     assert!(present);
-    let got: Vec<String> = drain(&mut offline, Duration::from_millis(400))
+    let got: Vec<String> = until_marker(port, &mut offline, "t/marker")
         .iter()
         .map(text)
         .collect();
@@ -333,7 +333,7 @@ fn state_stays_exact_across_many_snapshots_while_traffic_flows() {
     // The online one acknowledged everything: nothing is owed to it.
     let (mut online, present) = connect(port, "online", true);
     assert!(present);
-    assert!(drain(&mut online, Duration::from_millis(300)).is_empty());
+    assert!(until_marker(port, &mut online, "t/marker").is_empty());
     stop(broker);
 }
 
@@ -351,12 +351,8 @@ fn recovery_time_for_many_sessions() {
         let (mut sub, _) = connect(port, &format!("vehicle-{i}"), true);
         subscribe(&mut sub, &format!("fleet/{i}/cmd"), QoS::AtLeastOnce);
         subscribe(&mut sub, "fleet/all/cmd", QoS::AtLeastOnce);
-        sub.send(&Packet::Disconnect(protocol::Disconnect {
-            reason: protocol::ReasonCode::SUCCESS,
-            properties: Properties::default(),
-        }));
+        disconnect(sub);
     }
-    std::thread::sleep(Duration::from_millis(500));
     let (mut publisher, _) = connect(port, "ops", false);
     for n in 0..MESSAGES {
         publish(
@@ -430,7 +426,7 @@ fn fewer_shards_after_a_restart_take_over_the_state_of_the_others() {
     for id in &ids {
         let (mut sub, present) = connect(broker.port(), id, true);
         assert!(present, "{id}");
-        let got: Vec<String> = drain(&mut sub, Duration::from_millis(200))
+        let got: Vec<String> = until_marker(broker.port(), &mut sub, "depot/marker")
             .iter()
             .map(text)
             .collect();
@@ -462,7 +458,7 @@ fn batch_and_periodic_fsync_keep_everything_across_a_clean_stop() {
         let broker = start(dir.path(), with_policy);
         let (mut sub, present) = connect(broker.port(), "sub", true);
         assert!(present, "{policy:?}");
-        let got: Vec<String> = drain(&mut sub, Duration::from_millis(300))
+        let got: Vec<String> = until_marker(broker.port(), &mut sub, "t")
             .iter()
             .map(text)
             .collect();

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use common::{
     raw::Raw,
     raw_on_shard,
-    v5::{connect_on, disconnect, drain, publish, subscribe, text, WAIT},
+    v5::{connect_on, disconnect, publish, subscribe, text, until_marker, WAIT},
     TestBroker,
 };
 use protocol::{Packet, Properties, Protocol, Publish, QoS, Will};
@@ -134,13 +134,14 @@ fn topics(got: &[(Publish, Instant)]) -> Vec<(String, String)> {
 /// The retained status messages a new subscriber gets, sorted.
 fn retained_statuses(broker: &TestBroker) -> Vec<(String, String)> {
     let mut raw = watcher(broker, 0, "late-subscriber");
-    let mut out: Vec<(String, String)> = drain(&mut raw, Duration::from_millis(300))
-        .iter()
-        .map(|p| {
-            assert!(p.retain, "a retained message arrives flagged retained");
-            (p.topic.to_string(), text(p))
-        })
-        .collect();
+    let mut out: Vec<(String, String)> =
+        until_marker(broker.port(), &mut raw, "fleet/marker/status")
+            .iter()
+            .map(|p| {
+                assert!(p.retain, "a retained message arrives flagged retained");
+                (p.topic.to_string(), text(p))
+            })
+            .collect();
     out.sort();
     disconnect(raw);
     out
@@ -252,10 +253,11 @@ fn a_will_that_fell_due_while_the_broker_was_down_is_published_at_the_restart() 
     // ...and both were queued for the persistent subscriber on the other shard.
     let (mut dispatch, present) = connect_at(&broker, 1, "dispatch", 3600, None);
     assert!(present);
-    let got: Vec<(String, String)> = drain(&mut dispatch, Duration::from_millis(400))
-        .iter()
-        .map(|p| (p.topic.to_string(), text(p)))
-        .collect();
+    let got: Vec<(String, String)> =
+        until_marker(broker.port(), &mut dispatch, "fleet/marker/status")
+            .iter()
+            .map(|p| (p.topic.to_string(), text(p)))
+            .collect();
     let mut got = got;
     got.sort();
     assert_eq!(got, vec![offline("truck-0"), offline("truck-1")]);
@@ -331,7 +333,7 @@ fn a_session_that_expired_while_the_broker_was_down_is_gone_and_its_will_publish
     );
     disconnect(ops);
     assert!(
-        drain(&mut watch, Duration::from_millis(100)).is_empty(),
+        until_marker(broker.port(), &mut watch, "fleet/marker/status").is_empty(),
         "the Will went out before the stop"
     );
     disconnect(watch);
@@ -350,8 +352,10 @@ fn a_session_that_expired_while_the_broker_was_down_is_gone_and_its_will_publish
     assert_eq!(retained_statuses(&broker), vec![offline("truck-0")]);
     let (mut truck, present) = connect_at(&broker, 0, "truck-0", EXPIRY, None);
     assert!(!present, "an expired session came back");
+    // A queue that came back would go out with the CONNACK, before the marker.
+    subscribe(&mut truck, "orders/truck-0", QoS::AtLeastOnce);
     assert!(
-        drain(&mut truck, Duration::from_millis(300)).is_empty(),
+        until_marker(broker.port(), &mut truck, "orders/truck-0").is_empty(),
         "an expired session's queue came back"
     );
     // A session whose connection the broker's stop cut off counts from the restart: the

@@ -9,7 +9,6 @@ use crate::common;
 use std::{
     path::Path,
     process::{Command, Output},
-    time::Duration,
 };
 
 use common::{pki, TestBroker};
@@ -95,7 +94,7 @@ fn mosquitto_clients_over_tls_with_certificates_and_passwords() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    f.broker.wait_for_subscriptions(1);
 
     let publish = |cert: &str, key: &str, topic: &str| {
         run(Command::new("mosquitto_pub")
@@ -168,23 +167,33 @@ fn paho_over_tls_sees_the_5_0_reason_codes() {
     let port = f.broker.handle.mqtts_addr().unwrap().port();
     let script = format!(
         r#"
-import ssl, sys, time
+import ssl, sys, threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 codes = {{}}
 def run(name, user, pw, action):
+    # Each step waits for the broker's answer (CONNACK, then SUBACK or PUBACK), not a delay.
+    done = threading.Event()
+    def answered(key, value):
+        codes[name + key] = value
+        done.set()
+    def on_connect(c, u, f, rc, p):
+        codes[name + ".connect"] = rc.value
+        if rc.value >= 0x80 or not action:
+            done.set()
+        else:
+            action(c)
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
     c.tls_set(ca_certs="{ca}")
     c.username_pw_set(user, pw)
-    c.on_connect = lambda c, u, f, rc, p: codes.__setitem__(name + ".connect", rc.value)
-    c.on_subscribe = lambda c, u, mid, rcs, p: codes.__setitem__(name + ".suback", rcs[0].value)
-    c.on_publish = lambda c, u, mid, rc, p: codes.__setitem__(name + ".puback", rc.value)
+    c.on_connect = on_connect
+    c.on_subscribe = lambda c, u, mid, rcs, p: answered(".suback", rcs[0].value)
+    c.on_publish = lambda c, u, mid, rc, p: answered(".puback", rc.value)
     c.connect("localhost", {port})
     c.loop_start()
-    time.sleep(0.5)
-    if action: action(c)
-    time.sleep(0.5)
+    if not done.wait(10):
+        sys.exit(name + ": no answer from the broker within 10 s")
     c.loop_stop()
 run("bad", "dashboard", "wrong", None)
 run("dash", "dashboard", "pw-dash", lambda c: c.subscribe("fleet/#", 1))

@@ -10,11 +10,13 @@
 
 use crate::common;
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use common::{
     raw_on_shard,
-    v5::{connect, connect_on, disconnect, drain, publish, subscribe, text},
+    v5::{
+        connect, connect_on, disconnect, publish, subscribe, text, until_marker, until_marker_via,
+    },
     TestBroker,
 };
 use protocol::{Protocol, QoS};
@@ -82,9 +84,9 @@ fn van_moves_from_shard_0_to_1(dir: &Path, before_takeover: &Path) {
     stop(broker);
 }
 
-/// The payloads of the PUBLISH packets that arrive until a quiet 300 ms.
-fn payloads(raw: &mut common::raw::Raw) -> Vec<String> {
-    drain(raw, Duration::from_millis(300))
+/// The payloads of what the van is owed (it subscribes to commands in every test).
+fn payloads(broker: &TestBroker, raw: &mut common::raw::Raw) -> Vec<String> {
+    until_marker(broker.port(), raw, "fleet/marker/cmd")
         .iter()
         .map(text)
         .collect()
@@ -103,7 +105,7 @@ fn alone(shard_dir: &Path) -> (tempfile::TempDir, TestBroker) {
 fn van_gets_its_session_back(broker: &TestBroker) {
     let (mut van, present) = connect(broker.port(), "van-7", true);
     assert!(present, "the session is kept");
-    let got = payloads(&mut van);
+    let got = payloads(broker, &mut van);
     assert_eq!(got, vec!["c1", "a1"], "the newest copy, with both queued");
     disconnect(van);
 }
@@ -117,9 +119,21 @@ fn a_session_taken_over_by_another_shard_survives_a_restart_whole() {
     van_gets_its_session_back(&broker);
     // Its subscriptions came back too: a new alert reaches it.
     let (mut van, _) = connect(broker.port(), "van-7", true);
-    publish_once(&broker, "fleet/8/alerts", "a2");
-    let got = payloads(&mut van);
+    let (mut dispatcher, _) = connect(broker.port(), "dispatcher", false);
+    publish(
+        &mut dispatcher,
+        1,
+        "fleet/8/alerts",
+        "a2",
+        QoS::AtLeastOnce,
+        false,
+    );
+    let got: Vec<String> = until_marker_via(&mut dispatcher, &mut van, "fleet/marker/cmd")
+        .iter()
+        .map(text)
+        .collect();
     assert!(got.contains(&"a2".to_string()), "{got:?}");
+    disconnect(dispatcher);
     disconnect(van);
     stop(broker);
 }
@@ -193,7 +207,7 @@ fn a_session_taken_back_by_the_shard_it_left_stays_in_its_log() {
         let (mut van, present) = connect(broker.port(), "van-7", true);
         assert_eq!(present, held, "{name}");
         if held {
-            let got = payloads(&mut van);
+            let got = payloads(&broker, &mut van);
             assert_eq!(got, vec!["c1", "a1", "e1"]);
         }
         disconnect(van);

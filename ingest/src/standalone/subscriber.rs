@@ -217,6 +217,7 @@ impl<'a> Session<'a> {
                         if let Some(bad) = ack.reasons.iter().find(|r| r.is_error()) {
                             break_with_refusal(*bad)?;
                         }
+                        tracing::info!(client_id = self.client_id, "ingest subscribed");
                     }
                     Packet::Publish(publish) => {
                         self.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -226,6 +227,7 @@ impl<'a> Session<'a> {
                             now_ms(),
                         );
                         last_ticket = Some(self.wal.append(record, 0));
+                        tracing::trace!(topic = %publish.topic, "logged");
                         if publish.qos != QoS::AtMostOnce {
                             acks.push((publish.qos, publish.pkid));
                         }

@@ -92,6 +92,28 @@ pub fn wait_for_listeners(process: &mut Child, log: &std::path::Path, http: bool
     }
 }
 
+/// Waits until the log file `log` holds `count` lines containing `text` (a broker's account of
+/// what it did, at debug level: a subscription applied, settings reloaded).
+pub fn wait_for_log_lines(log: &std::path::Path, text: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(text))
+            .count();
+        if seen >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never logged {text:?} {count} times",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The addresses a broker writing its stderr to `log` announced so far (MQTT, and HTTP when
 /// `http`); `None` until it announced them all.
 pub fn announced_listeners(log: &std::path::Path, http: bool) -> Option<Listening> {
@@ -263,6 +285,16 @@ impl MqttClient {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+
+    /// Sends DISCONNECT and waits until the broker closes the connection, which it does once
+    /// it has ended or parked the session.
+    pub fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(protocol::Disconnect {
+            reason: protocol::ReasonCode::SUCCESS,
+            properties: Properties::default(),
+        }));
+        while self.next().is_some() {}
     }
 
     /// Publishes at QoS 1 and waits for its PUBACK.

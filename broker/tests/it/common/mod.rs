@@ -83,6 +83,23 @@ impl TestBroker {
             .unwrap_or_default()
     }
 
+    /// Waits until every shard routes at least `count` subscriptions: a client outside the
+    /// test's reach (a mosquitto_sub) has subscribed.
+    pub fn wait_for_subscriptions(&self, count: u64) {
+        let deadline = Instant::now() + WAIT;
+        while self
+            .handle
+            .fresh_snapshots()
+            .iter()
+            .any(|s| s.subscriptions < count)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{count} subscriptions never applied"
+            );
+        }
+    }
+
     pub fn accepted(&self) -> Vec<u64> {
         self.handle.accepted_per_shard()
     }
@@ -198,15 +215,32 @@ impl Client {
         }
     }
 
-    /// Asserts no PUBLISH arrives within `quiet`.
-    pub async fn expect_no_publish(&mut self, quiet: Duration) {
-        let deadline = tokio::time::Instant::now() + quiet;
+    /// Every PUBLISH that arrives before a marker a client of the test's own publishes on
+    /// `topic` (which this client must match): what precedes the marker is everything the
+    /// broker had on the way here, so a test proves "nothing else" without a quiet period.
+    pub async fn until_marker(&mut self, port: u16, topic: &str) -> Vec<rumqttc::Publish> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mine = format!(
+            "{} #{}",
+            v5::MARKER,
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (mut marker, _) = Client::connect(port, "test-marker", |_| {}).await;
+        marker
+            .client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, mine.clone())
+            .await
+            .unwrap();
+        marker.next_packet(|p| matches!(p, Packet::PubAck(_))).await;
+        marker.client.disconnect().await.unwrap();
+        let mut out = Vec::new();
         loop {
-            match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
-                Err(_) => return,
-                Ok(Some(Ok(Packet::Publish(p)))) => panic!("unexpected PUBLISH on {}", p.topic),
-                Ok(Some(Ok(_))) => continue,
-                Ok(other) => panic!("connection ended: {other:?}"),
+            let p = self.next_publish().await;
+            if p.payload.as_ref() == mine.as_bytes() {
+                return out;
+            }
+            if !p.payload.starts_with(v5::MARKER.as_bytes()) {
+                out.push(p);
             }
         }
     }

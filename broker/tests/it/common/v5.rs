@@ -1,5 +1,6 @@
 //! MQTT 5.0 client steps over a raw socket, with the acknowledgements checked: connect with or
-//! without a lasting session, subscribe, publish through the whole QoS exchange, drain.
+//! without a lasting session, subscribe, publish through the whole QoS exchange, and
+//! read what a subscriber is owed.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -126,21 +127,50 @@ pub fn subscribed_offline(port: u16, id: &str, filter: &str, qos: QoS) {
     disconnect(sub);
 }
 
-/// Receives PUBLISH packets until `quiet` passes without one (acknowledging none).
-pub fn drain(raw: &mut Raw, quiet: Duration) -> Vec<Publish> {
+/// The payload of the message [`until_marker`] publishes last.
+pub const MARKER: &str = "marker: whatever was owed came before this";
+
+/// Everything `sub` is owed when it connects or subscribes: what it receives before a marker
+/// that a new client publishes on `topic` (which `sub` must match), acknowledging none of it.
+///
+/// A resumed session's queue goes out with its CONNACK, retained messages with the SUBACK, so
+/// the marker comes after them: no waiting for a quiet period, and nothing late is missed. For
+/// messages published live, use [`until_marker_via`] with their publisher.
+pub fn until_marker(port: u16, sub: &mut Raw, topic: &str) -> Vec<Publish> {
+    let (mut marker, _) = connect(port, "test-marker", false);
+    let got = until_marker_via(&mut marker, sub, topic);
+    disconnect(marker);
+    got
+}
+
+/// Everything `sub` receives before a marker that `publisher` publishes on `topic` (which `sub`
+/// must match), acknowledging only markers: a publisher's messages reach each subscriber in
+/// the order it sent them, so what precedes the marker is everything it published before.
+///
+/// Each marker is told apart by a number of its own; markers of earlier calls that reach `sub`
+/// (queued for it while it was away) are acknowledged and left out.
+pub fn until_marker_via(publisher: &mut Raw, sub: &mut Raw, topic: &str) -> Vec<Publish> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mine = format!(
+        "{MARKER} #{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    publish(publisher, 65535, topic, &mine, QoS::AtLeastOnce, false);
     let mut out = Vec::new();
     loop {
-        let deadline = std::time::Instant::now() + quiet;
-        let mut got = None;
-        while std::time::Instant::now() < deadline {
-            if let Some(Packet::Publish(p)) = raw.recv_within(Duration::from_millis(50)) {
-                got = Some(p);
-                break;
+        match sub.recv(WAIT) {
+            Some(Packet::Publish(p)) if p.payload.starts_with(MARKER.as_bytes()) => {
+                // Acknowledged, so that it is not owed again when `sub` comes back.
+                if p.qos != QoS::AtMostOnce {
+                    sub.send(&Packet::PubAck(ack(p.pkid)));
+                }
+                if p.payload.as_ref() == mine.as_bytes() {
+                    return out;
+                }
             }
-        }
-        match got {
-            Some(p) => out.push(p),
-            None => return out,
+            Some(Packet::Publish(p)) => out.push(p),
+            Some(_) => {}
+            None => panic!("the broker closed the connection before the marker; got {out:?}"),
         }
     }
 }
@@ -149,10 +179,12 @@ pub fn text(p: &Publish) -> String {
     String::from_utf8_lossy(&p.payload).into_owned()
 }
 
+/// Sends DISCONNECT and waits until the broker closes the socket: it does so once it has
+/// ended or parked the session, so the test's next step sees the client gone.
 pub fn disconnect(mut raw: Raw) {
     raw.send(&Packet::Disconnect(protocol::Disconnect {
         reason: ReasonCode::SUCCESS,
         properties: Properties::default(),
     }));
-    std::thread::sleep(Duration::from_millis(50));
+    raw.until_closed(WAIT);
 }
