@@ -136,7 +136,9 @@ async fn table(
     def: TableDef,
 ) -> Result<Arc<dyn datafusion::catalog::TableProvider>, AnalyticsError> {
     let dir = data_dir.join(def.name);
-    let file_schema = (def.schema)();
+    // Decimal columns (coordinates, odometer) are read as doubles, which files of an earlier
+    // version hold already: one table over both.
+    let file_schema = telemetry::schema::as_doubles(&(def.schema)());
     if !dir.is_dir() {
         let mut fields: Vec<Field> = file_schema
             .fields()

@@ -1,8 +1,9 @@
-//! A guard around the listing tables for the archive's zero-padded `hour=HH` directories.
+//! A guard around the listing tables for archives with zero-padded `hour=HH` directories.
 //!
-//! DataFusion turns `date = '…' AND hour = 7` into a directory prefix to list,
-//! `date=…/hour=7`, formatting the integer without the padding the archive writes (`hour=07`),
-//! and so finds no file: a silently empty answer. Rewriting `hour = N` to the equivalent
+//! The archive writes `hour=7`; earlier versions wrote `hour=07`, and an archive may hold both
+//! (files of one hour written before and after an upgrade). DataFusion turns
+//! `date = '…' AND hour = 7` into a directory prefix to list, `date=…/hour=7`, and so misses
+//! `hour=07`: a silently short answer. Rewriting `hour = N` to the equivalent
 //! `hour >= N AND hour <= N` keeps the partition pruning (the listing still evaluates the
 //! range against each directory's parsed value) and avoids the prefix shortcut.
 

@@ -28,7 +28,10 @@ impl Table {
     }
 }
 
-/// One hive partition: `{table}/date=YYYY-MM-DD[/hour=HH]`.
+/// One hive partition: `{table}/date=YYYY-MM-DD[/hour=H]`, the hour without padding (`hour=7`),
+/// the form Spark writes: engines that infer an integer `hour` build the directory name of
+/// `hour = 7` as `hour=7` and so find it without help. Archives of earlier versions have
+/// `hour=07`; both forms are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
     /// The table.
@@ -58,7 +61,7 @@ impl PartitionKey {
             .join(self.table.dir_name())
             .join(format!("date={y:04}-{m:02}-{d:02}"));
         if self.table != Table::Rejects {
-            dir.push(format!("hour={:02}", self.hour));
+            dir.push(format!("hour={}", self.hour));
         }
         dir
     }
@@ -118,6 +121,12 @@ mod tests {
         assert_eq!(key.hour, 22);
         let dir = key.dir(Path::new("/d"));
         assert_eq!(dir, Path::new("/d/gps/date=2023-11-14/hour=22"));
+        // No padding: `hour=7`, as Spark writes it.
+        let early = PartitionKey::of(Table::Gps, 1_700_000_000_000 - 15 * MS_PER_HOUR);
+        assert_eq!(
+            early.dir(Path::new("/d")),
+            Path::new("/d/gps/date=2023-11-14/hour=7")
+        );
         let reject = PartitionKey::of(Table::Rejects, 1_700_000_000_000);
         assert_eq!(
             reject.dir(Path::new("/d")),

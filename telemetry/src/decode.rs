@@ -102,7 +102,13 @@ pub fn decode_gps(payload: &[u8]) -> Result<Gps, Reject> {
         "must be within [0, 360]",
     )?;
     if let Some(odo) = gps.odometer_km {
-        check_range("odometer_km", odo, 0.0, f64::MAX, "must not be negative")?;
+        check_range(
+            "odometer_km",
+            odo,
+            0.0,
+            crate::schema::ODOMETER_MAX_KM,
+            "must be within [0, 999999999.999]",
+        )?;
     }
     if let Some(hdop) = gps.hdop {
         check_range("hdop", hdop, 0.0, f64::MAX, "must not be negative")?;

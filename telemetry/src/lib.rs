@@ -34,5 +34,6 @@ pub use payload::{Gps, Reefer, Status};
 pub use topic::{TopicError, TopicKind};
 
 /// Version of the payload contract and archive schemas; written into the archive's file metadata
-/// so that a reader can tell which rules a file was written under.
-pub const SCHEMA_VERSION: u32 = 1;
+/// so that a reader can tell which rules a file was written under. Version 2 stores `lat`,
+/// `lon` and `odometer_km` as decimals (version 1: doubles).
+pub const SCHEMA_VERSION: u32 = 2;

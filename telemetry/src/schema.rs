@@ -5,6 +5,14 @@
 //! broker took the message, which differs from `ts` for store-and-forward readings). Both times
 //! are `Timestamp(Millisecond, "UTC")` so that DuckDB, DataFusion and Spark read them as instants.
 //! `seq` is a signed 64-bit integer, the type every SQL engine handles natively.
+//!
+//! Coordinates and the odometer are stored as decimals (scaled integers): `lat` and `lon` to
+//! 1e-7 degree (about 1 cm), `odometer_km` to the metre. A decimal is still plain degrees and
+//! kilometres to every engine, and unlike a double it lets consecutive fixes be stored as small
+//! differences (`DELTA_BINARY_PACKED`): most of what makes a GPS row take about 3 bytes rather
+//! than 15. A value published with more digits than that is rounded to them. fleetmq's own SQL
+//! reads them as doubles ([`as_doubles`]); converting a decimal to the nearest double gives the
+//! same double as parsing the published digits did.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -25,6 +33,17 @@ fn vehicle_id() -> Field {
     )
 }
 
+/// Scale (decimal digits) of the stored coordinates: 1e-7 degree, about 1.1 cm.
+pub const COORDINATE_SCALE: i8 = 7;
+/// Scale of the stored odometer: 0.001 km, one metre.
+pub const ODOMETER_SCALE: i8 = 3;
+/// The largest odometer reading the archive stores, km (its decimal has 12 digits).
+pub const ODOMETER_MAX_KM: f64 = 999_999_999.999;
+
+fn decimal(precision: u8, scale: i8) -> DataType {
+    DataType::Decimal128(precision, scale)
+}
+
 fn with_version(fields: Vec<Field>) -> SchemaRef {
     let metadata = HashMap::from([(VERSION_KEY.to_owned(), crate::SCHEMA_VERSION.to_string())]);
     Arc::new(Schema::new_with_metadata(fields, metadata))
@@ -36,11 +55,12 @@ pub fn gps() -> SchemaRef {
         vehicle_id(),
         Field::new("ts", timestamp(), false),
         Field::new("seq", DataType::Int64, false),
-        Field::new("lat", DataType::Float64, false),
-        Field::new("lon", DataType::Float64, false),
+        // 9 digits fit a 32-bit integer, 10 a 64-bit one (Parquet's storage of decimals).
+        Field::new("lat", decimal(9, COORDINATE_SCALE), false),
+        Field::new("lon", decimal(10, COORDINATE_SCALE), false),
         Field::new("speed_kmh", DataType::Float64, false),
         Field::new("heading_deg", DataType::Float64, false),
-        Field::new("odometer_km", DataType::Float64, true),
+        Field::new("odometer_km", decimal(12, ODOMETER_SCALE), true),
         Field::new("hdop", DataType::Float64, true),
         Field::new("received_at", timestamp(), false),
     ])
@@ -60,6 +80,21 @@ pub fn reefer() -> SchemaRef {
         Field::new("humidity_pct", DataType::Float64, true),
         Field::new("received_at", timestamp(), false),
     ])
+}
+
+/// `schema` with every decimal column as a double: how fleetmq's own SQL presents the tables
+/// (an engine converts each file's decimals on reading; files an earlier version wrote hold
+/// doubles already).
+pub fn as_doubles(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Decimal128(..) => f.as_ref().clone().with_data_type(DataType::Float64),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// The `rejects` table: the message as received, and why it was refused.

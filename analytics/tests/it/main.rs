@@ -3,5 +3,6 @@
 mod common;
 
 mod accuracy;
+mod engines;
 mod query;
 mod reports;

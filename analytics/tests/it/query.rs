@@ -201,3 +201,85 @@ fn rejects_are_queryable_with_their_reason() {
         "{csv}"
     );
 }
+
+/// An archive an earlier version wrote (`hour=06`, doubles for the coordinates) and files of
+/// this one (`hour=7`, decimals) read as one table: every hour is found by `hour = N`, and the
+/// old file's doubles come back as written.
+#[test]
+fn archives_of_earlier_versions_read_alongside_the_new_layout() {
+    use datafusion::arrow::{
+        array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMillisecondArray},
+        compute::cast,
+        datatypes::{DataType, Field, Schema},
+        record_batch::RecordBatch,
+    };
+    use datafusion::parquet::arrow::ArrowWriter;
+    use std::sync::Arc;
+
+    let (dir, _truth, catalog) = setup();
+    let count = |catalog: &Catalog, hour: u32| {
+        scalar(
+            catalog,
+            &format!("SELECT count(*) FROM gps WHERE date = '2025-01-06' AND hour = {hour}"),
+        )
+    };
+    let (hour_6, hour_7) = (count(&catalog, 6), count(&catalog, 7));
+    let day = dir.path().join("gps/date=2025-01-06");
+    std::fs::rename(day.join("hour=6"), day.join("hour=06")).unwrap();
+    // A version-1 file: doubles where this version writes decimals.
+    let v1 = Arc::new(Schema::new(
+        telemetry::schema::gps()
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Decimal128(..) => {
+                    Field::new(f.name(), DataType::Float64, f.is_nullable())
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let ts = 1_736_150_400_000i64; // 2025-01-06 08:00 UTC
+    let times = || -> ArrayRef {
+        Arc::new(TimestampMillisecondArray::from(vec![ts, ts + 1000]).with_timezone("UTC"))
+    };
+    let floats = |a: f64, b: f64| -> ArrayRef { Arc::new(Float64Array::from(vec![a, b])) };
+    let ids: ArrayRef = Arc::new(StringArray::from(vec!["old-van", "old-van"]));
+    let columns = vec![
+        cast(&ids, v1.field(0).data_type()).unwrap(),
+        times(),
+        Arc::new(Int64Array::from(vec![1, 2])),
+        floats(53.123_456_789_012, 53.1),
+        floats(10.987_654_321_098, 10.2),
+        floats(30.5, 31.5),
+        floats(90.0, 91.0),
+        floats(1_234.567_891, 1_234.6),
+        floats(0.9, 1.0),
+        times(),
+    ];
+    let batch = RecordBatch::try_new(v1.clone(), columns).unwrap();
+    let old_hour = day.join("hour=08");
+    std::fs::create_dir_all(&old_hour).unwrap();
+    let file = std::fs::File::create(old_hour.join("part-0-0.parquet")).unwrap();
+    let mut writer = ArrowWriter::try_new(file, v1, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let catalog = Catalog::open(dir.path()).unwrap();
+    assert_eq!(count(&catalog, 6), hour_6, "hour=06 is found by hour = 6");
+    assert_eq!(count(&catalog, 7), hour_7);
+    assert_eq!(count(&catalog, 8), "2");
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT lat FROM gps WHERE hour = 8 AND vehicle_id = 'old-van' AND seq = 1"
+        ),
+        "53.123456789012"
+    );
+    // Both kinds of file in one query.
+    let total = scalar(
+        &catalog,
+        "SELECT count(*) FROM gps WHERE lat > 0 AND odometer_km >= 0",
+    );
+    assert!(total.parse::<u64>().unwrap() > 2, "{total}");
+}

@@ -60,7 +60,8 @@ pub(crate) struct Writer {
     rotate_bytes: usize,
     rotate_age: Duration,
     budget: usize,
-    props: WriterProperties,
+    /// Parquet settings per table.
+    props: HashMap<Table, WriterProperties>,
     dedup: DedupIndex,
     namer: FileNamer,
     partitions: HashMap<PartitionKey, Partition>,
@@ -87,7 +88,10 @@ impl Writer {
             rotate_bytes: config.rotate_bytes,
             rotate_age: config.rotate_age,
             budget: config.per_writer_buffer(),
-            props: file::writer_properties(),
+            props: [Table::Gps, Table::Reefer, Table::Rejects]
+                .into_iter()
+                .map(|t| (t, file::writer_properties(t)))
+                .collect(),
             dedup,
             namer: FileNamer::new(id, next_file),
             partitions: HashMap::new(),
@@ -230,7 +234,12 @@ impl Writer {
         let batch = part.rows.to_batch()?;
         let dir = key.dir(&self.shared.data_dir);
         let counters = &self.shared.counters;
-        match file::publish(&dir, &mut self.namer, &batch, &self.props) {
+        let props = self
+            .props
+            .get(&key.table)
+            .cloned()
+            .unwrap_or_else(|| file::writer_properties(key.table));
+        match file::publish(&dir, &mut self.namer, &batch, &props) {
             Ok(path) => {
                 let rows = batch.num_rows() as u64;
                 tracing::debug!(writer = self.id, path = %path.display(), rows, "published");

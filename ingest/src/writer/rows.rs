@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    types::Int32Type, ArrayRef, BinaryArray, BooleanArray, DictionaryArray, Float64Array,
-    Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    types::Int32Type, ArrayRef, BinaryArray, BooleanArray, Decimal128Array, DictionaryArray,
+    Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow_schema::ArrowError;
 use bytes::Bytes;
@@ -167,6 +167,23 @@ fn optional_floats(values: Vec<Option<f64>>) -> ArrayRef {
     Arc::new(Float64Array::from(values))
 }
 
+/// Values as decimals of `precision` digits, `scale` of them after the point: each rounded to
+/// the nearest unit of the last digit. The decoder's range checks keep every value within the
+/// precision.
+fn decimals(
+    values: impl Iterator<Item = Option<f64>>,
+    precision: u8,
+    scale: i8,
+) -> Result<ArrayRef, ArrowError> {
+    let unit = 10f64.powi(i32::from(scale));
+    let scaled: Decimal128Array = values
+        .map(|v| v.map(|v| (v * unit).round() as i128))
+        .collect();
+    let array = scaled.with_precision_and_scale(precision, scale)?;
+    array.validate_decimal_precision(precision)?;
+    Ok(Arc::new(array))
+}
+
 /// `seq` as stored: the writer refuses seqs above `i64::MAX` before buffering them.
 fn seqs(values: impl Iterator<Item = u64>) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(
@@ -178,17 +195,28 @@ fn gps_batch(rows: &[GpsRow]) -> Result<RecordBatch, ArrowError> {
     let col = |f: fn(&Gps) -> f64| floats(rows.iter().map(|r| f(&r.gps)).collect());
     let opt =
         |f: fn(&Gps) -> Option<f64>| optional_floats(rows.iter().map(|r| f(&r.gps)).collect());
+    let coordinate = |f: fn(&Gps) -> f64, precision| {
+        decimals(
+            rows.iter().map(|r| Some(f(&r.gps))),
+            precision,
+            telemetry::schema::COORDINATE_SCALE,
+        )
+    };
     RecordBatch::try_new(
         telemetry::schema::gps(),
         vec![
             vehicle_column(rows.iter().map(|r| &r.vehicle))?,
             timestamps(rows.iter().map(|r| r.gps.ts).collect()),
             seqs(rows.iter().map(|r| r.gps.seq)),
-            col(|g| g.lat),
-            col(|g| g.lon),
+            coordinate(|g| g.lat, 9)?,
+            coordinate(|g| g.lon, 10)?,
             col(|g| g.speed_kmh),
             col(|g| g.heading_deg),
-            opt(|g| g.odometer_km),
+            decimals(
+                rows.iter().map(|r| r.gps.odometer_km),
+                12,
+                telemetry::schema::ODOMETER_SCALE,
+            )?,
             opt(|g| g.hdop),
             timestamps(rows.iter().map(|r| r.received_at).collect()),
         ],

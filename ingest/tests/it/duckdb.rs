@@ -39,6 +39,12 @@ for path in glob.glob(f"{d}/gps/**/*.parquet", recursive=True):
         col = md.row_group(g).column(0)
         ok = ok and col.compression == "ZSTD" and col.is_stats_set
         ok = ok and col.has_column_index and col.has_offset_index
+        # Sorted by (vehicle_id, ts, seq), and said so; timestamps and coordinates delta-packed.
+        group = md.row_group(g)
+        ok = ok and [c.column_index for c in group.sorting_columns] == [0, 1, 2]
+        names = [group.column(i).path_in_schema for i in range(group.num_columns)]
+        for name in ["ts", "seq", "lat", "lon", "received_at"]:
+            ok = ok and "DELTA_BINARY_PACKED" in group.column(names.index(name)).encodings
 print(f"pyarrow_metadata_ok={ok}")
 "#;
 

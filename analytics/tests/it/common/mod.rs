@@ -12,6 +12,15 @@ use simulator::{Event, Fleet, ModelConfig, Truth};
 /// Runs `config` for `end_s` simulated seconds and archives what the fleet published into
 /// `dir`; returns the ground truth.
 pub fn archive_fleet(config: ModelConfig, end_s: u64, dir: &Path) -> Truth {
+    archive_fleet_published(config, end_s, dir).0
+}
+
+/// As [`archive_fleet`], also returning every record as it was handed to the archive.
+pub fn archive_fleet_published(
+    config: ModelConfig,
+    end_s: u64,
+    dir: &Path,
+) -> (Truth, Vec<Record>) {
     let fleet = Fleet::new(config, None).unwrap();
     let (events, truth) = fleet.run_offline(end_s);
     let mut archive_config = ArchiveConfig::new(dir);
@@ -60,7 +69,7 @@ pub fn archive_fleet(config: ModelConfig, end_s: u64, dir: &Path) -> Truth {
     }
     archive.flush().unwrap();
     archive.close().unwrap();
-    truth
+    (truth, published.into_iter().map(|(_, r)| r).collect())
 }
 
 /// Every `TELEPORT_EVERY`th GPS reading jumps 2.2 km north (multipath, a bad cold fix), as real
