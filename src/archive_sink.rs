@@ -104,7 +104,7 @@ impl ShardSink for WalWriter {
 pub fn prometheus(stats: &ArchiveStats) -> String {
     /// Name, type, help, and (kind label, value) samples.
     type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, u64)]);
-    let families: [Family; 6] = [
+    let families: [Family; 7] = [
         (
             "archive_rows_total",
             "counter",
@@ -126,6 +126,12 @@ pub fn prometheus(stats: &ArchiveStats) -> String {
             "counter",
             "Records already archived (QoS 1 redelivery, replay), not written again.",
             &[("", stats.duplicates)],
+        ),
+        (
+            "archive_sequence_epochs_total",
+            "counter",
+            "Vehicles whose sequence counter restarted (a reboot); their readings start a new epoch.",
+            &[("", stats.epochs)],
         ),
         (
             "archive_lag_records",

@@ -58,11 +58,12 @@ impl Archive {
         let recovered = recovery::scan(&config.data_dir, config.writer_threads)?;
         tracing::info!(
             data = %config.data_dir.display(),
-            files = recovered.files,
-            rows = recovered.rows,
+            snapshots = recovered.snapshots,
+            files_read = recovered.files,
+            rows_read = recovered.rows,
             vehicles = recovered.dedup.iter().map(|d| d.vehicles()).sum::<usize>(),
-            indexed = recovered.dedup.iter().map(|d| d.len()).sum::<u64>(),
-            "archive index rebuilt"
+            index_bytes = recovered.dedup.iter().map(|d| d.approximate_bytes()).sum::<u64>(),
+            "exactly-once index loaded"
         );
         let shared = Arc::new(Shared {
             data_dir: config.data_dir.clone(),

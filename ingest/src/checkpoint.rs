@@ -11,13 +11,12 @@
 
 use std::{
     collections::HashMap,
-    fs::File,
-    io::{ErrorKind, Write},
+    io::ErrorKind,
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
 };
 
-use crate::{writer::file::sync_dir, ArchiveError, WalPosition};
+use crate::{ArchiveError, WalPosition};
 
 const FILE_NAME: &str = "checkpoint";
 
@@ -167,15 +166,8 @@ pub(crate) fn read_checkpoint(path: &Path) -> Result<Option<WalPosition>, Archiv
 
 /// Atomically replaces `{dir}/checkpoint`.
 fn write_checkpoint(dir: &Path, position: WalPosition) -> Result<(), ArchiveError> {
-    crate::writer::file::ensure_dir(dir)?;
-    let temp = dir.join(".checkpoint.tmp");
-    let path = dir.join(FILE_NAME);
-    let mut file = File::create(&temp).map_err(|e| ArchiveError::io(&temp, e))?;
-    writeln!(file, "{} {}", position.segment, position.offset)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ArchiveError::io(&temp, e))?;
-    std::fs::rename(&temp, &path).map_err(|e| ArchiveError::io(&path, e))?;
-    sync_dir(dir)
+    let text = format!("{} {}\n", position.segment, position.offset);
+    crate::writer::file::replace_file(dir, FILE_NAME, text.as_bytes())
 }
 
 #[cfg(test)]

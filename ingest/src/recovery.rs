@@ -1,8 +1,10 @@
-//! Rebuilding the writer state from the archive on open: the exactly-once index, the next
-//! file number of each writer, and the removal of files a crash left half-written.
+//! Rebuilding the writer state on open: the exactly-once index, the next file number of each
+//! writer, and the removal of files a crash left half-written.
 //!
-//! Only the `vehicle_id` and `seq` columns of the `gps` and `reefer` files are read (a
-//! projection), which is a small fraction of each file.
+//! The index comes from the writers' snapshots ([`crate::snapshot`]) plus the rows of the
+//! files published after them; only an archive without snapshots (written by an earlier
+//! version, or whose snapshot is damaged) has all of a writer's files read, once. Of a file,
+//! only `vehicle_id`, `seq` and `ts` are read (a projection).
 
 use std::{
     collections::HashMap,
@@ -11,7 +13,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use arrow_array::{cast::AsArray, types::Int32Type, types::Int64Type, Array, StringArray};
+use arrow_array::{
+    cast::AsArray,
+    types::{Int32Type, Int64Type, TimestampMillisecondType},
+    Array, StringArray,
+};
 use arrow_schema::DataType;
 use parquet::arrow::{arrow_reader::ParquetRecordBatchReaderBuilder, ProjectionMask};
 
@@ -19,6 +25,7 @@ use crate::{
     classify::writer_of,
     dedup::DedupIndex,
     partition::Table,
+    snapshot,
     writer::file::{is_temp_name, parse_name},
     ArchiveError,
 };
@@ -30,27 +37,35 @@ pub(crate) struct Recovered {
     pub dedup: Vec<DedupIndex>,
     /// Per writer, one past the highest file number on disk.
     pub next_file: Vec<u64>,
-    /// Files read.
+    /// Snapshots loaded.
+    pub snapshots: usize,
+    /// Files read (those published after the snapshots).
     pub files: usize,
-    /// `(vehicle_id, seq)` pairs indexed.
+    /// Rows read from them.
     pub rows: u64,
 }
 
-/// Scans `data_dir` for a writer pool of `writers` threads.
+/// Recovers the state of a writer pool of `writers` threads over `data_dir`.
 ///
 /// # Errors
 /// A directory that cannot be listed, a Parquet file that cannot be read or lacks the key
 /// columns: better to refuse to start than to archive duplicates silently.
 pub(crate) fn scan(data_dir: &Path, writers: usize) -> Result<Recovered, ArchiveError> {
-    let mut recovered = Recovered {
-        dedup: (0..writers).map(|_| DedupIndex::new()).collect(),
-        next_file: vec![0; writers],
-        files: 0,
-        rows: 0,
-    };
+    let mut snapshots = snapshot::load_all(&data_dir.join("wal"))?;
+    // Oldest first, so that a vehicle in two snapshots (the pool changed size) ends up with
+    // the later state.
+    snapshots.sort_by_key(|s| s.saved_at_ms);
+    let mut index = DedupIndex::new();
+    let mut covered: HashMap<usize, u64> = HashMap::new();
+    let loaded = snapshots.len();
+    for s in snapshots {
+        covered.insert(s.writer, s.next_file);
+        index.overlay(s.index);
+    }
     // Numbers are tracked for every writer index seen, so that shrinking the pool and growing
     // it again cannot reuse a name either.
     let mut next: HashMap<usize, u64> = HashMap::new();
+    let mut unindexed: Vec<(u64, usize, PathBuf)> = Vec::new();
     for table in [Table::Gps, Table::Reefer, Table::Rejects] {
         let mut files = Vec::new();
         walk(&data_dir.join(table.dir_name()), &mut files)?;
@@ -68,12 +83,25 @@ pub(crate) fn scan(data_dir: &Path, writers: usize) -> Result<Recovered, Archive
             };
             let slot = next.entry(writer).or_default();
             *slot = (*slot).max(n + 1);
-            if table != Table::Rejects {
-                recovered.rows += index_file(&path, &mut recovered.dedup)?;
-                recovered.files += 1;
+            let after_snapshot = n >= covered.get(&writer).copied().unwrap_or(0);
+            if table != Table::Rejects && after_snapshot {
+                unindexed.push((n, writer, path));
             }
         }
     }
+    // In the order they were published, near enough: each writer numbers its files in order.
+    unindexed.sort();
+    let mut recovered = Recovered {
+        dedup: Vec::new(),
+        next_file: vec![0; writers],
+        snapshots: loaded,
+        files: unindexed.len(),
+        rows: 0,
+    };
+    for (_, _, path) in &unindexed {
+        recovered.rows += index_file(path, &mut index)?;
+    }
+    recovered.dedup = index.split(writers, |id| writer_of(id.as_bytes(), writers));
     for (writer, n) in next {
         if let Some(slot) = recovered.next_file.get_mut(writer) {
             *slot = n;
@@ -102,8 +130,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-/// Adds the `(vehicle_id, seq)` pairs of one file to the index of their writers.
-fn index_file(path: &Path, dedup: &mut [DedupIndex]) -> Result<u64, ArchiveError> {
+/// Adds the readings of one file to the index.
+fn index_file(path: &Path, index: &mut DedupIndex) -> Result<u64, ArchiveError> {
     let parquet_err = |source| ArchiveError::Parquet {
         path: path.to_owned(),
         source,
@@ -114,25 +142,28 @@ fn index_file(path: &Path, dedup: &mut [DedupIndex]) -> Result<u64, ArchiveError
     };
     let file = File::open(path).map_err(|e| ArchiveError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
-    let mask = ProjectionMask::columns(builder.parquet_schema(), ["vehicle_id", "seq"]);
+    let mask = ProjectionMask::columns(builder.parquet_schema(), ["vehicle_id", "seq", "ts"]);
     let reader = builder.with_projection(mask).build().map_err(parquet_err)?;
     let mut rows = 0;
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(&e.to_string()))?;
-        let (Some(ids), Some(seqs)) = (
+        let (Some(ids), Some(seqs), Some(ts)) = (
             batch.column_by_name("vehicle_id"),
             batch.column_by_name("seq"),
+            batch.column_by_name("ts"),
         ) else {
-            return Err(corrupt("no vehicle_id or seq column"));
+            return Err(corrupt("no vehicle_id, seq or ts column"));
         };
         let seqs = seqs
             .as_primitive_opt::<Int64Type>()
             .ok_or_else(|| corrupt("seq is not Int64"))?;
-        let mut insert = |id: &str, seq: i64| {
-            let seq = u64::try_from(seq).unwrap_or(0);
-            let writer = writer_of(id.as_bytes(), dedup.len());
-            if let Some(index) = dedup.get_mut(writer) {
-                index.insert(id, seq);
+        let ts = ts
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| corrupt("ts is not a millisecond timestamp"))?;
+        let mut admit = |id: &str, row: usize| {
+            if !seqs.is_null(row) && !ts.is_null(row) {
+                let seq = u64::try_from(seqs.value(row)).unwrap_or(0);
+                index.admit(id, seq, ts.value(row));
             }
         };
         match ids.data_type() {
@@ -145,19 +176,19 @@ fn index_file(path: &Path, dedup: &mut [DedupIndex]) -> Result<u64, ArchiveError
                     .as_any()
                     .downcast_ref::<StringArray>()
                     .ok_or_else(|| corrupt("vehicle_id values are not strings"))?;
-                for (key, seq) in dict.keys().iter().zip(seqs.iter()) {
-                    if let (Some(key), Some(seq)) = (key, seq) {
+                for (row, key) in dict.keys().iter().enumerate() {
+                    if let Some(key) = key {
                         let key = usize::try_from(key).map_err(|_| corrupt("negative key"))?;
                         if key < values.len() {
-                            insert(values.value(key), seq);
+                            admit(values.value(key), row);
                         }
                     }
                 }
             }
             DataType::Utf8 => {
-                for (id, seq) in ids.as_string::<i32>().iter().zip(seqs.iter()) {
-                    if let (Some(id), Some(seq)) = (id, seq) {
-                        insert(id, seq);
+                for (row, id) in ids.as_string::<i32>().iter().enumerate() {
+                    if let Some(id) = id {
+                        admit(id, row);
                     }
                 }
             }

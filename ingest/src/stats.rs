@@ -17,6 +17,8 @@ pub struct ArchiveStats {
     pub duplicates: u64,
     /// Records that are valid but not archived (status messages).
     pub skipped: u64,
+    /// Vehicles whose sequence counter restarted (a reboot): a new epoch each.
+    pub epochs: u64,
     /// Bytes of rows buffered in open files, all writers together.
     pub buffered_bytes: u64,
     /// Bytes of records submitted but not yet taken by a writer thread.
@@ -36,6 +38,7 @@ pub(crate) struct Counters {
     pub files: AtomicU64,
     pub duplicates: AtomicU64,
     pub skipped: AtomicU64,
+    pub epochs: AtomicU64,
     pub buffered_bytes: AtomicU64,
     pub queued_bytes: AtomicU64,
     pub submitted: AtomicU64,
@@ -67,6 +70,7 @@ impl Counters {
             files: get(&self.files),
             duplicates: get(&self.duplicates),
             skipped: get(&self.skipped),
+            epochs: get(&self.epochs),
             buffered_bytes: get(&self.buffered_bytes),
             queued_bytes: get(&self.queued_bytes),
             lag: submitted.saturating_sub(settled),

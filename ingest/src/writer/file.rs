@@ -102,6 +102,11 @@ impl FileNamer {
         FileNamer { writer, next }
     }
 
+    /// The number the next file will get (or a higher one, if that name is taken).
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
     fn final_name(&self, n: u64) -> String {
         format!("part-{}-{n}.parquet", self.writer)
     }
@@ -197,6 +202,21 @@ pub fn ensure_dir(dir: &Path) -> Result<(), ArchiveError> {
         Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
         _ => Ok(()),
     }
+}
+
+/// Atomically replaces `{dir}/{name}` with `bytes`: written to a temporary file, fsynced,
+/// renamed over the old one, the directory fsynced. A crash leaves the old file or the new one.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
+    use std::io::Write;
+    ensure_dir(dir)?;
+    let temp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let mut file = File::create(&temp).map_err(|e| ArchiveError::io(&temp, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ArchiveError::io(&temp, e))?;
+    std::fs::rename(&temp, &path).map_err(|e| ArchiveError::io(&path, e))?;
+    sync_dir(dir)
 }
 
 /// fsyncs a directory, making renames, links and unlinks in it durable.

@@ -20,8 +20,9 @@ use parquet::file::properties::WriterProperties;
 use crate::{
     checkpoint::Progress,
     classify::{classify, Classified},
-    dedup::DedupIndex,
+    dedup::{DedupIndex, Verdict, WINDOW},
     partition::{PartitionKey, Table},
+    snapshot,
     stats::{add, sub, Counters},
     ArchiveConfig, ArchiveError, Record, WalPosition,
 };
@@ -70,6 +71,8 @@ pub(crate) struct Writer {
     buffered: usize,
     retry_at: Option<Instant>,
     published: bool,
+    /// Readings were admitted since the exactly-once index was last saved.
+    index_changed: bool,
 }
 
 impl Writer {
@@ -99,6 +102,7 @@ impl Writer {
             buffered: 0,
             retry_at: None,
             published: false,
+            index_changed: false,
         }
     }
 
@@ -139,42 +143,41 @@ impl Writer {
         record: &Record,
         now: Instant,
     ) -> Option<PartitionKey> {
-        let counters = &self.shared.counters;
-        let (key, row) = match classify(record) {
-            Classified::Gps(vehicle, gps) => match self.dedup.insert(vehicle, gps.seq) {
-                Some(vehicle) => (
-                    PartitionKey::of(Table::Gps, gps.ts),
-                    Row::Gps(GpsRow {
-                        vehicle,
-                        gps,
-                        received_at: record.received_at_ms,
-                    }),
-                ),
-                None => {
-                    self.settle_duplicate();
-                    return None;
-                }
-            },
-            Classified::Reefer(vehicle, reefer) => match self.dedup.insert(vehicle, reefer.seq) {
-                Some(vehicle) => (
-                    PartitionKey::of(Table::Reefer, reefer.ts),
-                    Row::Reefer(ReeferRow {
+        let admitted = match classify(record) {
+            Classified::Gps(vehicle, gps) => self.admit(vehicle, gps.seq, gps.ts).map(|vehicle| {
+                let key = PartitionKey::of(Table::Gps, gps.ts);
+                let received_at = record.received_at_ms;
+                let row = GpsRow {
+                    vehicle,
+                    gps,
+                    received_at,
+                };
+                (key, Row::Gps(row))
+            }),
+            Classified::Reefer(vehicle, reefer) => {
+                self.admit(vehicle, reefer.seq, reefer.ts).map(|vehicle| {
+                    let key = PartitionKey::of(Table::Reefer, reefer.ts);
+                    let received_at = record.received_at_ms;
+                    let row = ReeferRow {
                         vehicle,
                         reefer,
-                        received_at: record.received_at_ms,
-                    }),
-                ),
-                None => {
-                    self.settle_duplicate();
-                    return None;
-                }
-            },
+                        received_at,
+                    };
+                    (key, Row::Reefer(row))
+                })
+            }
             Classified::Skip => {
-                add(&counters.skipped, 1);
-                add(&counters.settled, 1);
+                add(&self.shared.counters.skipped, 1);
+                add(&self.shared.counters.settled, 1);
                 return None;
             }
-            Classified::Reject(reason) => (
+            Classified::Reject(reason) => Err(Some(reason)),
+        };
+        let (key, row) = match admitted {
+            Ok(admitted) => admitted,
+            // A duplicate, settled.
+            Err(None) => return None,
+            Err(Some(reason)) => (
                 PartitionKey::of(Table::Rejects, record.received_at_ms),
                 Row::Reject(RejectRow {
                     topic: String::from_utf8_lossy(&record.topic).into_owned(),
@@ -212,13 +215,36 @@ impl Writer {
         };
         part.bytes += size;
         self.buffered += size;
-        add(&counters.buffered_bytes, size as u64);
+        add(&self.shared.counters.buffered_bytes, size as u64);
         (part.rows.len() >= self.rotate_rows || part.bytes >= self.rotate_bytes).then_some(key)
     }
 
-    fn settle_duplicate(&self) {
-        add(&self.shared.counters.duplicates, 1);
-        add(&self.shared.counters.settled, 1);
+    /// Asks the exactly-once index about a reading: its interned vehicle id when it is to be
+    /// archived, `Err(None)` for a duplicate (counted and settled here), `Err(Some(reason))`
+    /// for one that goes to `rejects/`.
+    fn admit(&mut self, vehicle: &str, seq: u64, ts: i64) -> Result<Arc<str>, Option<String>> {
+        let epochs = self.dedup.epochs_started();
+        match self.dedup.admit(vehicle, seq, ts) {
+            Verdict::New(vehicle) => {
+                self.index_changed = true;
+                add(
+                    &self.shared.counters.epochs,
+                    self.dedup.epochs_started() - epochs,
+                );
+                Ok(vehicle)
+            }
+            Verdict::Duplicate => {
+                add(&self.shared.counters.duplicates, 1);
+                add(&self.shared.counters.settled, 1);
+                Err(None)
+            }
+            Verdict::BeyondWindow { newest } => Err(Some(format!(
+                "seq {seq} is {} below the newest seq of {vehicle} ({newest}): older than the \
+                 exactly-once window of {WINDOW}, so whether it is archived already cannot be \
+                 told; kept here rather than risk archiving it twice",
+                newest - seq
+            ))),
+        }
     }
 
     /// Publishes one open file. With `force` false, does nothing while backing off after a
@@ -288,20 +314,23 @@ impl Writer {
         Ok(())
     }
 
-    /// Publishes the files older than the rotation age and persists the checkpoints.
+    /// Once a file is older than the rotation age, publishes it and every other open file
+    /// (a writer with nothing unpublished can save its exactly-once index), then persists the
+    /// checkpoints.
     ///
     /// # Errors
     /// The first failure.
     pub fn tick(&mut self) -> Result<(), ArchiveError> {
-        let aged: Vec<PartitionKey> = self
+        let aged = self
             .partitions
-            .iter()
-            .filter(|(_, p)| p.opened.elapsed() >= self.rotate_age)
-            .map(|(key, _)| *key)
-            .collect();
+            .values()
+            .any(|p| p.opened.elapsed() >= self.rotate_age);
         let mut result = Ok(());
-        for key in aged {
-            keep_first(&mut result, self.flush_partition(key, false));
+        if aged {
+            let keys: Vec<PartitionKey> = self.partitions.keys().copied().collect();
+            for key in keys {
+                keep_first(&mut result, self.flush_partition(key, false));
+            }
         }
         self.report();
         keep_first(&mut result, self.persist());
@@ -335,7 +364,14 @@ impl Writer {
 
     fn persist(&mut self) -> Result<(), ArchiveError> {
         self.published = false;
-        self.shared.progress.persist()
+        self.shared.progress.persist()?;
+        if self.partitions.is_empty() && self.index_changed {
+            // Nothing unpublished: the index describes exactly the files below `namer.next`.
+            let wal_root = self.shared.data_dir.join("wal");
+            snapshot::save(&wal_root, self.id, self.namer.next(), &self.dedup)?;
+            self.index_changed = false;
+        }
+        Ok(())
     }
 
     /// Tells the shared progress, per shard, below which position this writer holds nothing.

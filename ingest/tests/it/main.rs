@@ -5,3 +5,4 @@ mod common;
 mod archive;
 mod crash;
 mod duckdb;
+mod exactly_once;
