@@ -104,7 +104,7 @@ impl ShardSink for WalWriter {
 pub fn prometheus(stats: &ArchiveStats) -> String {
     /// Name, type, help, and (kind label, value) samples.
     type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, u64)]);
-    let families: [Family; 7] = [
+    let families: [Family; 8] = [
         (
             "archive_rows_total",
             "counter",
@@ -132,6 +132,12 @@ pub fn prometheus(stats: &ArchiveStats) -> String {
             "counter",
             "Vehicles whose sequence counter restarted (a reboot); their readings start a new epoch.",
             &[("", stats.epochs)],
+        ),
+        (
+            "archive_exactly_once_index_bytes",
+            "gauge",
+            "Bytes the exactly-once index takes (about once a second).",
+            &[("", stats.index_bytes)],
         ),
         (
             "archive_lag_records",

@@ -19,6 +19,8 @@ pub struct ArchiveStats {
     pub skipped: u64,
     /// Vehicles whose sequence counter restarted (a reboot): a new epoch each.
     pub epochs: u64,
+    /// Bytes the exactly-once index takes, all writers together (updated about once a second).
+    pub index_bytes: u64,
     /// Bytes of rows buffered in open files, all writers together.
     pub buffered_bytes: u64,
     /// Bytes of records submitted but not yet taken by a writer thread.
@@ -39,6 +41,7 @@ pub(crate) struct Counters {
     pub duplicates: AtomicU64,
     pub skipped: AtomicU64,
     pub epochs: AtomicU64,
+    pub index_bytes: AtomicU64,
     pub buffered_bytes: AtomicU64,
     pub queued_bytes: AtomicU64,
     pub submitted: AtomicU64,
@@ -71,6 +74,7 @@ impl Counters {
             duplicates: get(&self.duplicates),
             skipped: get(&self.skipped),
             epochs: get(&self.epochs),
+            index_bytes: get(&self.index_bytes),
             buffered_bytes: get(&self.buffered_bytes),
             queued_bytes: get(&self.queued_bytes),
             lag: submitted.saturating_sub(settled),

@@ -73,6 +73,8 @@ pub(crate) struct Writer {
     published: bool,
     /// Readings were admitted since the exactly-once index was last saved.
     index_changed: bool,
+    /// The index's size this writer last added to the shared gauge.
+    index_bytes: u64,
 }
 
 impl Writer {
@@ -84,6 +86,8 @@ impl Writer {
         dedup: DedupIndex,
         next_file: u64,
     ) -> Self {
+        let index_bytes = dedup.approximate_bytes();
+        add(&shared.counters.index_bytes, index_bytes);
         Writer {
             id,
             shared,
@@ -103,6 +107,7 @@ impl Writer {
             retry_at: None,
             published: false,
             index_changed: false,
+            index_bytes,
         }
     }
 
@@ -364,6 +369,10 @@ impl Writer {
 
     fn persist(&mut self) -> Result<(), ArchiveError> {
         self.published = false;
+        let bytes = self.dedup.approximate_bytes();
+        let gauge = &self.shared.counters.index_bytes;
+        add(gauge, bytes);
+        sub(gauge, std::mem::replace(&mut self.index_bytes, bytes));
         self.shared.progress.persist()?;
         if self.partitions.is_empty() && self.index_changed {
             // Nothing unpublished: the index describes exactly the files below `namer.next`.
