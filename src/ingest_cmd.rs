@@ -46,6 +46,9 @@ pub struct IngestArgs {
     /// Password.
     #[arg(long)]
     password: Option<String>,
+    /// Delete whole days of the archive older than N days [default: keep everything].
+    #[arg(long, value_name = "N")]
+    retention_days: Option<u32>,
 }
 
 /// Splits `mqtt://host:port`.
@@ -101,10 +104,16 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         workers: args.workers,
     };
     config.validate().map_err(UsageError)?;
-    let archive_config = ArchiveConfig::new(
-        std::path::absolute(&args.data)
-            .with_context(|| format!("--data {}", args.data.display()))?,
-    );
+    let archive_config = ArchiveConfig {
+        retention_days: args.retention_days,
+        ..ArchiveConfig::new(
+            std::path::absolute(&args.data)
+                .with_context(|| format!("--data {}", args.data.display()))?,
+        )
+    };
+    archive_config
+        .validate()
+        .map_err(|e| UsageError(format!("--retention-days: {e}")))?;
     let archive = Archive::open(archive_config).context("opening the archive")?;
     eprintln!(
         "fleetmq ingest: {} -> {} ({} worker(s), filters {:?})",

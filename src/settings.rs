@@ -36,6 +36,12 @@ pub struct ArchiveSettings {
     /// four connections appended lately (0: sync at once; fewer syncs at a fleet's trickle, at
     /// most this much more QoS 1 acknowledgement latency; a lone client is never held).
     pub commit_delay_ms: u64,
+    /// Merge the files of closed hours into few large ones.
+    pub compact: bool,
+    /// Seconds after an hour ends (and after its last late reading) before it is compacted.
+    pub compact_delay: u64,
+    /// Delete whole days older than this many days (every table); absent keeps everything.
+    pub retention_days: Option<u32>,
 }
 
 impl Default for ArchiveSettings {
@@ -53,6 +59,9 @@ impl Default for ArchiveSettings {
             // A fleet's vehicles each on their own connection: a round waits this long only
             // when several connections append lately, so a lone client is never held.
             commit_delay_ms: DEFAULT_COMMIT_DELAY_MS,
+            compact: defaults.compact,
+            compact_delay: defaults.compact_delay.as_secs(),
+            retention_days: defaults.retention_days,
         }
     }
 }
@@ -68,6 +77,9 @@ impl ArchiveSettings {
             writer_threads: self.writer_threads,
             max_buffered_bytes: self.max_buffered_bytes,
             commit_delay: Duration::from_millis(self.commit_delay_ms),
+            compact: self.compact,
+            compact_delay: Duration::from_secs(self.compact_delay),
+            retention_days: self.retention_days,
             ..ingest::ArchiveConfig::new(self.data.clone())
         }
     }

@@ -4,7 +4,7 @@
 use std::{
     sync::{
         mpsc::{self, Sender},
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
     },
     thread::JoinHandle,
     time::Duration,
@@ -13,6 +13,7 @@ use std::{
 use crate::{
     checkpoint::Progress,
     classify::{vehicle_of, writer_of},
+    maintenance::{self, Maintenance, MaintenanceReport},
     recovery,
     stats::{add, ArchiveStats, Counters},
     writer::{
@@ -41,11 +42,17 @@ pub struct Archive {
     /// half-written files on its recovery scan and corrupt the exactly-once index.
     /// Released by [`Archive::close`]: a closed archive writes nothing more.
     lock: Mutex<Option<std::fs::File>>,
+    /// Compaction and retention state, shared by the maintenance thread and
+    /// [`Archive::maintain`].
+    maintenance: Arc<Mutex<Maintenance>>,
+    /// The maintenance thread and the channel that stops it.
+    maintainer: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
 }
 
 impl Archive {
-    /// Opens the archive at `config.data_dir` (creating it), rebuilds the exactly-once index
-    /// from the files there, removes half-written files, and starts the writer threads.
+    /// Opens the archive at `config.data_dir` (creating it), loads the exactly-once index,
+    /// removes half-written files and what an interrupted compaction left, and starts the
+    /// writer threads and the maintenance thread (compaction, retention).
     ///
     /// # Errors
     /// An invalid configuration, an unreadable archive file or directory, a thread that
@@ -55,6 +62,7 @@ impl Archive {
         let wal_root = config.data_dir.join("wal");
         ensure_dir(&wal_root)?;
         let lock = lock_data_dir(&config.data_dir)?;
+        maintenance::clean_up(&config.data_dir)?;
         let recovered = recovery::scan(&config.data_dir, config.writer_threads)?;
         tracing::info!(
             data = %config.data_dir.display(),
@@ -69,6 +77,8 @@ impl Archive {
             data_dir: config.data_dir.clone(),
             progress: Progress::load(&wal_root, config.writer_threads)?,
             counters: Counters::default(),
+            publishing: RwLock::new(()),
+            covered: Mutex::new(recovered.covered.clone()),
         });
         let tick = config.rotate_age.min(Duration::from_secs(1));
         let mut senders = Vec::new();
@@ -82,12 +92,34 @@ impl Archive {
             senders.push(tx);
             threads.push(handle);
         }
+        let maintenance = Arc::new(Mutex::new(Maintenance::default()));
+        let (stop_maintenance, stopped) = mpsc::channel::<()>();
+        let maintainer = {
+            let (shared, config, maintenance) =
+                (shared.clone(), config.clone(), maintenance.clone());
+            std::thread::Builder::new()
+                .name("archive-maintenance".into())
+                .spawn(move || {
+                    // Until the archive closes (the sender is dropped or sends).
+                    while let Err(mpsc::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(maintenance::INTERVAL)
+                    {
+                        let mut state = maintenance.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Err(e) = state.run(&shared, &config, unix_ms()) {
+                            tracing::warn!(error = %e, "archive maintenance failed; retried in a minute");
+                        }
+                    }
+                })
+                .map_err(|e| ArchiveError::io("archive-maintenance", e))?
+        };
         Ok(Arc::new(Archive {
             config,
             shared,
             senders,
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
+            maintenance,
+            maintainer: Mutex::new(Some((stop_maintenance, maintainer))),
         }))
     }
 
@@ -160,6 +192,17 @@ impl Archive {
     /// # Errors
     /// The first writer that failed its final flush.
     pub fn close(&self) -> Result<(), ArchiveError> {
+        let maintainer = self
+            .maintainer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((stop, thread)) = maintainer {
+            let _ = stop.send(());
+            if thread.join().is_err() {
+                tracing::error!("the archive maintenance thread panicked");
+            }
+        }
         let result = self.ask_all(Command::Stop);
         let threads: Vec<_> = self
             .threads
@@ -205,6 +248,17 @@ impl Archive {
     pub fn stats(&self) -> ArchiveStats {
         self.shared.counters.snapshot()
     }
+
+    /// Runs one maintenance pass now (the maintenance thread runs one a minute): compacts the
+    /// closed hours whose files the saved exactly-once index covers, and deletes the days past
+    /// the retention.
+    ///
+    /// # Errors
+    /// The first I/O or Parquet error; the archive is left whole.
+    pub fn maintain(&self) -> Result<MaintenanceReport, ArchiveError> {
+        let mut state = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        state.run(&self.shared, &self.config, unix_ms())
+    }
 }
 
 impl Drop for Archive {
@@ -244,6 +298,12 @@ mod tests {
         assert_eq!((stats.gps_rows, stats.duplicates, stats.lag), (1, 0, 0));
         assert_eq!(archive.checkpoint(0), end);
     }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Takes the data directory's exclusive lock, or says who has it.

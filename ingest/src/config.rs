@@ -34,6 +34,14 @@ pub struct ArchiveConfig {
     /// Bound of the rows buffered by all writers together; past it the largest open files
     /// are published early.
     pub max_buffered_bytes: usize,
+    /// Merge the files of closed hours into files of up to `rotate_rows` rows.
+    pub compact: bool,
+    /// An hour is compacted once it ended this long ago and no reading of it arrived for as
+    /// long (store-and-forward data reopens an hour; it is compacted again later).
+    pub compact_delay: Duration,
+    /// Delete whole days (`date=` partitions of every table) older than this many days;
+    /// `None` keeps everything.
+    pub retention_days: Option<u32>,
 }
 
 impl Default for ArchiveConfig {
@@ -47,6 +55,9 @@ impl Default for ArchiveConfig {
             commit_delay: Duration::ZERO,
             writer_threads: 1,
             max_buffered_bytes: 256 << 20,
+            compact: true,
+            compact_delay: Duration::from_secs(600),
+            retention_days: None,
         }
     }
 }
@@ -83,6 +94,11 @@ impl ArchiveConfig {
         }
         if self.max_buffered_bytes == 0 {
             return zero("max_buffered_bytes");
+        }
+        if self.retention_days == Some(0) {
+            return Err(ArchiveError::Config(
+                "`retention_days` must be above 0 (leave it out to keep everything)".into(),
+            ));
         }
         Ok(())
     }

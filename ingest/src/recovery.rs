@@ -39,6 +39,8 @@ pub(crate) struct Recovered {
     pub next_file: Vec<u64>,
     /// Snapshots loaded.
     pub snapshots: usize,
+    /// Per writer that saved one, the file number its snapshot covers up to.
+    pub covered: HashMap<usize, u64>,
     /// Files read (those published after the snapshots).
     pub files: usize,
     /// Rows read from them.
@@ -95,6 +97,7 @@ pub(crate) fn scan(data_dir: &Path, writers: usize) -> Result<Recovered, Archive
         dedup: Vec::new(),
         next_file: vec![0; writers],
         snapshots: loaded,
+        covered: covered.clone(),
         files: unindexed.len(),
         rows: 0,
     };

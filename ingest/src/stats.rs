@@ -21,6 +21,10 @@ pub struct ArchiveStats {
     pub epochs: u64,
     /// Bytes the exactly-once index takes, all writers together (updated about once a second).
     pub index_bytes: u64,
+    /// Files merged away by compaction.
+    pub compacted_files: u64,
+    /// `date=` partitions deleted by the retention.
+    pub expired_days: u64,
     /// Bytes of rows buffered in open files, all writers together.
     pub buffered_bytes: u64,
     /// Bytes of records submitted but not yet taken by a writer thread.
@@ -42,6 +46,8 @@ pub(crate) struct Counters {
     pub skipped: AtomicU64,
     pub epochs: AtomicU64,
     pub index_bytes: AtomicU64,
+    pub compacted_files: AtomicU64,
+    pub expired_days: AtomicU64,
     pub buffered_bytes: AtomicU64,
     pub queued_bytes: AtomicU64,
     pub submitted: AtomicU64,
@@ -75,6 +81,8 @@ impl Counters {
             skipped: get(&self.skipped),
             epochs: get(&self.epochs),
             index_bytes: get(&self.index_bytes),
+            compacted_files: get(&self.compacted_files),
+            expired_days: get(&self.expired_days),
             buffered_bytes: get(&self.buffered_bytes),
             queued_bytes: get(&self.queued_bytes),
             lag: submitted.saturating_sub(settled),

@@ -140,7 +140,7 @@ pub fn publish(
 ) -> Result<PathBuf, ArchiveError> {
     ensure_dir(dir)?;
     let temp = dir.join(namer.temp_name(namer.next));
-    let result = write_temp(&temp, batch, props).and_then(|()| link_final(dir, &temp, namer));
+    let result = write_file(&temp, batch, props).and_then(|()| link_final(dir, &temp, namer));
     if let Err(e) = std::fs::remove_file(&temp) {
         if e.kind() != ErrorKind::NotFound {
             tracing::warn!(path = %temp.display(), error = %e, "cannot remove temporary file");
@@ -151,7 +151,8 @@ pub fn publish(
     Ok(path)
 }
 
-fn write_temp(
+/// Writes `batch` as a complete, fsynced Parquet file at `temp`.
+pub fn write_file(
     temp: &Path,
     batch: &RecordBatch,
     props: &WriterProperties,

@@ -11,7 +11,7 @@ pub(crate) mod thread;
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -35,6 +35,12 @@ pub(crate) struct Shared {
     pub data_dir: PathBuf,
     pub progress: Progress,
     pub counters: Counters,
+    /// Writers publish files holding it shared; compaction and retention take it exclusively
+    /// to swap or remove a partition directory, so no file lands in one as it goes.
+    pub publishing: RwLock<()>,
+    /// Per writer, the file number below which its saved exactly-once index covers its files:
+    /// only those may be compacted.
+    pub covered: Mutex<HashMap<usize, u64>>,
 }
 
 /// How long rotation and memory-bound flushes wait after a failed publish before trying again,
@@ -270,7 +276,15 @@ impl Writer {
             .get(&key.table)
             .cloned()
             .unwrap_or_else(|| file::writer_properties(key.table));
-        match file::publish(&dir, &mut self.namer, &batch, &props) {
+        let published = {
+            let _shared = self
+                .shared
+                .publishing
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            file::publish(&dir, &mut self.namer, &batch, &props)
+        };
+        match published {
             Ok(path) => {
                 let rows = batch.num_rows() as u64;
                 tracing::debug!(writer = self.id, path = %path.display(), rows, "published");
@@ -379,6 +393,11 @@ impl Writer {
             let wal_root = self.shared.data_dir.join("wal");
             snapshot::save(&wal_root, self.id, self.namer.next(), &self.dedup)?;
             self.index_changed = false;
+            self.shared
+                .covered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.id, self.namer.next());
         }
         Ok(())
     }

@@ -6,3 +6,4 @@ mod archive;
 mod crash;
 mod duckdb;
 mod exactly_once;
+mod maintenance;
