@@ -19,7 +19,10 @@ use datafusion::{
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
         MemTable,
     },
-    execution::context::SessionContext,
+    execution::{
+        cache::cache_manager::CacheManagerConfig, context::SessionContext,
+        runtime_env::RuntimeEnvBuilder,
+    },
     prelude::SessionConfig,
 };
 use tokio::runtime::Runtime;
@@ -99,7 +102,13 @@ impl Catalog {
         // Filters evaluated while decoding let page indexes skip pages, not just row groups.
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
-        let ctx = SessionContext::new_with_config(config);
+        // No cached file listings (DataFusion keeps them for ever by default): a catalog that
+        // lives on must see the files published, and compacted, after it was opened.
+        let runtime_env = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .build_arc()
+            .map_err(AnalyticsError::Execution)?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime_env);
         for def in TABLES {
             let table = runtime.block_on(table(data_dir, def))?;
             ctx.register_table(def.name, table)
@@ -113,14 +122,30 @@ impl Catalog {
     /// # Errors
     /// [`AnalyticsError::Sql`] when the statement does not parse or plan (DataFusion's message
     /// names the problem); [`AnalyticsError::Execution`] when it fails while running.
+    ///
+    /// A query that listed an hour's files just before compaction swapped them for merged ones
+    /// fails to open one (not found); it is planned and run again, up to three times, and then
+    /// sees the merged files.
     pub fn sql(&self, sql: &str) -> Result<QueryResult, AnalyticsError> {
         self.runtime.block_on(async {
-            let frame = self.ctx.sql(sql).await.map_err(AnalyticsError::Sql)?;
-            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            let batches = frame.collect().await.map_err(AnalyticsError::Execution)?;
-            Ok(QueryResult { schema, batches })
+            let mut attempt = 1;
+            loop {
+                let frame = self.ctx.sql(sql).await.map_err(AnalyticsError::Sql)?;
+                let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+                match frame.collect().await {
+                    Ok(batches) => return Ok(QueryResult { schema, batches }),
+                    Err(e) if attempt < 3 && is_file_gone(&e) => attempt += 1,
+                    Err(e) => return Err(AnalyticsError::Execution(e)),
+                }
+            }
         })
     }
+}
+
+/// Whether `e` says a listed file was not there any more.
+fn is_file_gone(e: &datafusion::error::DataFusionError) -> bool {
+    let text = e.to_string();
+    text.contains("not found") || text.contains("No such file")
 }
 
 fn partition_cols(hourly: bool) -> Vec<(String, DataType)> {

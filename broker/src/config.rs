@@ -39,6 +39,72 @@ pub struct Config {
     /// How plain MQTT connections are read and written: `"epoll"` (one readiness list per
     /// shard, the default) or `"glommio"` (glommio's own streams).
     pub socket_io: crate::net::SocketIo,
+    /// What the HTTP listener lets other web pages and metric scrapers do.
+    pub web: WebSettings,
+}
+
+/// The `[web]` section: which web pages may use MQTT over WebSocket, and who may read
+/// `/metrics`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Origins (`scheme://host[:port]`, as browsers send them) whose pages may open MQTT over
+    /// WebSocket at `/mqtt`, besides the broker's own (an `Origin` naming the host the request
+    /// was sent to). `"*"` allows any page. A client that sends no `Origin` (not a browser) is
+    /// always let in: the check stops other web sites from using a browser's access to the
+    /// broker (cross-site WebSocket hijacking), which only browsers are open to.
+    pub allowed_origins: Vec<String>,
+    /// When set, `/metrics` answers only requests that carry `Authorization: Bearer <token>`
+    /// (what Prometheus sends with `authorization: { credentials: ... }`).
+    pub metrics_token: Option<String>,
+}
+
+impl std::fmt::Debug for WebSettings {
+    /// The token is a secret: never in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSettings")
+            .field("allowed_origins", &self.allowed_origins)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "(set)"),
+            )
+            .finish()
+    }
+}
+
+impl WebSettings {
+    /// Whether a WebSocket upgrade with these `Origin` and `Host` headers may go ahead.
+    pub fn origin_allowed(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin.map(|o| o.trim().trim_end_matches('/')) else {
+            return true;
+        };
+        if self
+            .allowed_origins
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        {
+            return true;
+        }
+        // The page's own broker: `http(s)://{Host}`. `Origin: null` (a file, a sandboxed
+        // frame) names no host and is refused.
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h.trim()))
+    }
+
+    /// Whether an `Authorization` header value lets its sender read `/metrics`.
+    pub fn metrics_allowed(&self, authorization: Option<&str>) -> bool {
+        let Some(token) = &self.metrics_token else {
+            return true;
+        };
+        let Some(given) = authorization.and_then(|a| a.trim().strip_prefix("Bearer ")) else {
+            return false;
+        };
+        // Compared in time independent of where they differ.
+        let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }
 
 /// When the state log is synced, and what an acknowledgement promises.
@@ -221,6 +287,7 @@ impl Default for Config {
             auth: AuthSettings::default(),
             persistence: PersistenceSettings::default(),
             socket_io: crate::net::SocketIo::default(),
+            web: WebSettings::default(),
         }
     }
 }
@@ -360,5 +427,49 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod web_tests {
+    use super::WebSettings;
+
+    #[test]
+    fn a_page_of_the_broker_itself_or_an_allowed_origin_or_no_browser_may_connect() {
+        let web = WebSettings::default();
+        let host = Some("127.0.0.1:8080");
+        assert!(web.origin_allowed(None, host), "no Origin: not a browser");
+        assert!(web.origin_allowed(Some("http://127.0.0.1:8080"), host));
+        assert!(web.origin_allowed(Some("https://127.0.0.1:8080/"), host));
+        assert!(!web.origin_allowed(Some("http://evil.example"), host));
+        assert!(!web.origin_allowed(Some("http://127.0.0.1:9999"), host));
+        assert!(!web.origin_allowed(Some("null"), host));
+        assert!(!web.origin_allowed(Some("http://127.0.0.1:8080"), None));
+        let web = WebSettings {
+            allowed_origins: vec!["https://dispatch.example.com".into()],
+            ..WebSettings::default()
+        };
+        assert!(web.origin_allowed(Some("https://DISPATCH.example.com"), host));
+        assert!(!web.origin_allowed(Some("http://dispatch.example.com"), host));
+        let any = WebSettings {
+            allowed_origins: vec!["*".into()],
+            ..WebSettings::default()
+        };
+        assert!(any.origin_allowed(Some("http://evil.example"), host));
+    }
+
+    #[test]
+    fn metrics_need_the_token_when_one_is_set_and_it_is_never_printed() {
+        assert!(WebSettings::default().metrics_allowed(None));
+        let web = WebSettings {
+            metrics_token: Some("s3cret-token".into()),
+            ..WebSettings::default()
+        };
+        assert!(web.metrics_allowed(Some("Bearer s3cret-token")));
+        assert!(!web.metrics_allowed(Some("Bearer s3cret-tokeN")));
+        assert!(!web.metrics_allowed(Some("Bearer s3cret")));
+        assert!(!web.metrics_allowed(Some("Basic s3cret-token")));
+        assert!(!web.metrics_allowed(None));
+        assert!(!format!("{web:?}").contains("s3cret"));
     }
 }

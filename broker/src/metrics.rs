@@ -33,6 +33,8 @@ pub struct Metrics {
     pub auth_failures: Cell<u64>,
     /// TLS handshakes that failed or timed out (bad certificates among them).
     pub tls_failures: Cell<u64>,
+    /// WebSocket upgrades refused for their `Origin`.
+    pub websocket_origin_refused: Cell<u64>,
     /// PUBLISH packets whose reading was delayed by `max_publish_rate`.
     pub publish_throttled: Cell<u64>,
     /// Messages not delivered, by reason.
@@ -136,6 +138,8 @@ pub struct Snapshot {
     pub auth_failures: u64,
     /// TLS handshakes that failed or timed out.
     pub tls_failures: u64,
+    /// WebSocket upgrades refused for their `Origin`.
+    pub websocket_origin_refused: u64,
     /// PUBLISH packets whose reading was delayed by `max_publish_rate`.
     pub publish_throttled: u64,
     /// Messages not delivered, by reason.
@@ -187,6 +191,7 @@ impl Snapshot {
         self.protocol_errors += other.protocol_errors;
         self.auth_failures += other.auth_failures;
         self.tls_failures += other.tls_failures;
+        self.websocket_origin_refused += other.websocket_origin_refused;
         self.publish_throttled += other.publish_throttled;
         for (reason, n) in &other.dropped {
             *self.dropped.entry(reason.clone()).or_insert(0) += n;
@@ -309,6 +314,12 @@ impl Snapshot {
             "counter",
             "TLS handshakes that failed or timed out.",
             &[(String::new(), t.tls_failures)],
+        );
+        metric(
+            "websocket_origin_refused_total",
+            "counter",
+            "WebSocket upgrades refused because the page's Origin is not allowed ([web] allowed_origins).",
+            &[(String::new(), t.websocket_origin_refused)],
         );
         metric(
             "publish_throttled_total",
@@ -442,6 +453,7 @@ impl Metrics {
             protocol_errors: self.protocol_errors.get(),
             auth_failures: self.auth_failures.get(),
             tls_failures: self.tls_failures.get(),
+            websocket_origin_refused: self.websocket_origin_refused.get(),
             publish_throttled: self.publish_throttled.get(),
             dropped: self
                 .dropped

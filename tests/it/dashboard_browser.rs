@@ -76,3 +76,46 @@ fn dashboard_counts_and_draws_the_fleet_in_chromium() {
         out.display()
     );
 }
+
+/// Cross-site WebSocket hijacking, in a real browser: a page from another origin cannot open
+/// MQTT over WebSocket at the broker, while the broker's own dashboard page can
+/// (`dashboard/test/origin.py`).
+#[test]
+#[ignore = "needs chromium (Debian package); .ci/run installs it"]
+fn a_page_of_another_origin_cannot_use_the_broker_from_chromium() {
+    let work = tempfile::tempdir().unwrap();
+    let log_path = work.path().join("broker.log");
+    let (broker, listening) = support::spawn_broker(
+        Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+            .args(["broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--data")
+            .arg(work.path().join("data"))
+            .arg("--no-archive")
+            .current_dir(work.path()),
+        &log_path,
+        true,
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard/test/origin.py");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let run = Command::new(&python)
+        .arg(&script)
+        .args([
+            "--base",
+            &format!("http://127.0.0.1:{}", listening.http_port()),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("running {python} {}: {e}", script.display()));
+    println!("{}", String::from_utf8_lossy(&run.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&run.stderr));
+    drop(broker);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("WebSocket upgrade refused"),
+        "the broker logged the refusal"
+    );
+}

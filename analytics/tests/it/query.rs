@@ -283,3 +283,67 @@ fn archives_of_earlier_versions_read_alongside_the_new_layout() {
     );
     assert!(total.parse::<u64>().unwrap() > 2, "{total}");
 }
+
+/// Queries running while compaction swaps hours for merged files always answer in full: a
+/// query that listed the old files just before the swap is run again, never short or doubled.
+/// One catalog serves every round: it sees files published after it was opened.
+#[test]
+fn queries_while_hours_are_compacted_answer_in_full() {
+    use ingest::{Archive, ArchiveConfig, Record, WalPosition};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let base = (now / HOUR - 5) * HOUR;
+    let archive = Archive::open(ArchiveConfig {
+        // Files of a few dozen rows, merged once their hour is closed (at once here).
+        rotate_bytes: 4_000,
+        rotate_rows: 100_000,
+        rotate_age: Duration::from_secs(3600),
+        compact_delay: Duration::ZERO,
+        ..ArchiveConfig::new(dir.path())
+    })
+    .unwrap();
+    let mut catalog = None;
+    let mut total = 0;
+    for round in 0..4u64 {
+        // Each round brings late readings to the same three closed hours.
+        let records: Vec<Record> = (0..6)
+            .flat_map(|v| {
+                (0..270u64).map(move |i| {
+                    let ts = base + i as i64 * 40_000 + round as i64 * 500;
+                    let payload = format!(
+                        r#"{{"ts":{ts},"seq":{},"lat":52.5,"lon":13.4,"speed_kmh":1.0,"heading_deg":0.0}}"#,
+                        round * 270 + i
+                    );
+                    Record::new(format!("fleet/van-{v}/gps"), payload, ts)
+                })
+            })
+            .collect();
+        total += records.len();
+        archive.submit(0, WalPosition::new(1, round + 1), records);
+        archive.flush().unwrap();
+        // Opened once the table's directory exists (before, it is an empty table).
+        let catalog = catalog.get_or_insert_with(|| Catalog::open(dir.path()).unwrap());
+        let compacting = {
+            let archive = archive.clone();
+            std::thread::spawn(move || archive.maintain().unwrap())
+        };
+        let mut queries = 0;
+        while !compacting.is_finished() || queries == 0 {
+            assert_eq!(
+                scalar(catalog, "SELECT count(*) FROM gps"),
+                total.to_string(),
+                "round {round}"
+            );
+            queries += 1;
+        }
+        let report = compacting.join().unwrap();
+        assert!(report.hours_compacted >= 3, "round {round}: {report:?}");
+    }
+    archive.close().unwrap();
+}

@@ -27,6 +27,11 @@ struct Request {
     websocket_key: Option<String>,
     offers_mqtt: bool,
     upgrade: bool,
+    /// The page a browser's request comes from.
+    origin: Option<String>,
+    /// The host (and port) the request was sent to.
+    host: Option<String>,
+    authorization: Option<String>,
 }
 
 /// Parses a complete request head; `Ok(None)` while incomplete.
@@ -49,6 +54,12 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Request, usize)>, String> {
             out.upgrade = value.eq_ignore_ascii_case("websocket");
         } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
             out.websocket_key = Some(value.trim().to_string());
+        } else if h.name.eq_ignore_ascii_case("origin") {
+            out.origin = Some(value.trim().to_string());
+        } else if h.name.eq_ignore_ascii_case("host") {
+            out.host = Some(value.trim().to_string());
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            out.authorization = Some(value.trim().to_string());
         } else if h.name.eq_ignore_ascii_case("sec-websocket-protocol") {
             out.offers_mqtt |= value
                 .split(',')
@@ -98,6 +109,20 @@ where
     let path = request.path.split('?').next().unwrap_or("/").to_string();
     match path.as_str() {
         "/mqtt" => upgrade(shard, stream, peer, request, head.len() > used, cert_user).await,
+        "/metrics"
+            if !shard
+                .config
+                .web
+                .metrics_allowed(request.authorization.as_deref()) =>
+        {
+            let _ = respond(
+                &mut stream,
+                401,
+                "text/plain",
+                b"/metrics needs Authorization: Bearer <the [web] metrics_token>\n",
+            )
+            .await;
+        }
         "/metrics" => {
             let mut text = Snapshot::to_prometheus(&shard.all_snapshots());
             if let Some(sink) = &shard.extensions.sink {
@@ -162,6 +187,18 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin + 'static>(
         .await;
         return;
     }
+    let web = &shard.config.web;
+    if !web.origin_allowed(request.origin.as_deref(), request.host.as_deref()) {
+        crate::metrics::bump(&shard.metrics.websocket_origin_refused, 1);
+        tracing::info!(shard = shard.id, %peer, origin = ?request.origin, "WebSocket upgrade refused: origin not allowed");
+        let why = format!(
+            "a page from {} may not use MQTT over WebSocket here; \
+             add its origin to [web] allowed_origins to let it\n",
+            request.origin.as_deref().unwrap_or("?")
+        );
+        let _ = respond(&mut stream, 403, "text/plain", why.as_bytes()).await;
+        return;
+    }
     if early_bytes {
         // A client may not send frames before the 101 (RFC 6455 section 4.1).
         let _ = respond(
@@ -200,14 +237,21 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
         _ => "",
     };
+    let challenge = if status == 401 {
+        "WWW-Authenticate: Bearer\r\n"
+    } else {
+        ""
+    };
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
+         {challenge}Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;

@@ -353,3 +353,103 @@ fn a_one_mib_payload_passes_over_tcp_and_websocket() {
         ]
     );
 }
+
+/// A WebSocket upgrade to `/mqtt` with these extra headers, answered with CONNACK or refused:
+/// the response's status, and whether an MQTT CONNECT then got its CONNACK.
+fn upgrade_with(broker: &TestBroker, headers: &[(&'static str, String)]) -> (u16, bool) {
+    let addr = broker.handle.http_addr().expect("http enabled");
+    let mut request = format!("ws://{addr}/mqtt").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    match tungstenite::client::client(request, stream) {
+        Ok((mut ws, response)) => {
+            let connect = Packet::Connect(Connect {
+                protocol: Protocol::V5,
+                clean_start: true,
+                keep_alive: 30,
+                client_id: ByteStr::from("origin-test"),
+                will: None,
+                username: None,
+                password: None,
+                properties: Properties::default(),
+            });
+            ws.send(Message::Binary(frame(&connect).into())).unwrap();
+            let acked = matches!(ws_next(&mut ws, &mut BytesMut::new()), Packet::ConnAck(a) if a.reason == ReasonCode::SUCCESS);
+            (response.status().as_u16(), acked)
+        }
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            (response.status().as_u16(), false)
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn websocket_pages_of_other_origins_are_refused_and_counted() {
+    let broker = TestBroker::start();
+    let addr = broker.handle.http_addr().unwrap();
+    // A page of another site, open in the operator's browser: refused before any MQTT.
+    let evil = upgrade_with(&broker, &[("Origin", "http://evil.example".into())]);
+    assert_eq!(evil, (403, false));
+    // The dashboard the broker serves: its origin is the host the request went to.
+    let own = upgrade_with(&broker, &[("Origin", format!("http://{addr}"))]);
+    assert_eq!(own, (101, true));
+    // A client that is not a browser sends no Origin.
+    assert_eq!(upgrade_with(&broker, &[]), (101, true));
+    let refused: u64 = broker
+        .handle
+        .fresh_snapshots()
+        .iter()
+        .map(|s| s.websocket_origin_refused)
+        .sum();
+    assert_eq!(refused, 1);
+    let (_, metrics) = http_get(&broker, "/metrics");
+    assert!(
+        metrics.contains("fleetmq_websocket_origin_refused_total 1"),
+        "{metrics}"
+    );
+
+    // An origin the configuration allows.
+    let broker = TestBroker::with(|c| {
+        c.web.allowed_origins = vec!["https://dispatch.example.com".into()];
+    });
+    let allowed = upgrade_with(
+        &broker,
+        &[("Origin", "https://dispatch.example.com".into())],
+    );
+    assert_eq!(allowed, (101, true));
+    let other = upgrade_with(&broker, &[("Origin", "https://other.example.com".into())]);
+    assert_eq!(other.0, 403);
+}
+
+#[test]
+fn metrics_with_a_token_answer_only_its_bearer() {
+    let broker = TestBroker::with(|c| c.web.metrics_token = Some("scrape-me-7".into()));
+    let addr = broker.handle.http_addr().unwrap();
+    let get = |authorization: Option<&str>| -> (u16, String) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let header = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: test\r\n{header}\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        (text[9..12].parse().unwrap(), text)
+    };
+    let (status, text) = get(None);
+    assert_eq!(status, 401);
+    assert!(text.contains("WWW-Authenticate: Bearer"), "{text}");
+    assert_eq!(get(Some("Bearer wrong")).0, 401);
+    let (status, text) = get(Some("Bearer scrape-me-7"));
+    assert_eq!(status, 200);
+    assert!(text.contains("fleetmq_connections"), "{text}");
+    // The rest of the listener is not behind the token.
+    assert_eq!(http_get(&broker, "/healthz").0, 200);
+}
