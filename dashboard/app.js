@@ -96,6 +96,11 @@ const client = new MqttClient(url, {
       lastError = detail;
       return;
     }
+    if (state === 'refused') {
+      showLogin(detail);
+      return;
+    }
+    $('login').hidden = true;
     connState = state;
     if (state === 'subscribed') everLive = true;
     // Once live, losing the connection marks what is shown as possibly out of date.
@@ -115,6 +120,29 @@ const client = new MqttClient(url, {
   },
 });
 client.start();
+
+/** The broker wants credentials (CONNACK 5) or refused the ones given (4): ask for them. */
+function showLogin(code) {
+  const form = $('login');
+  const el = $('conn');
+  el.className = 'conn closed';
+  el.textContent = 'Login needed';
+  $('login-error').textContent =
+    code === 4 || client.credentials
+      ? 'The broker refused this user name or password.'
+      : 'The broker needs a user name and password.';
+  form.hidden = false;
+  $('login-user').focus();
+}
+
+$('login').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const password = $('login-password');
+  client.login($('login-user').value, password.value);
+  // Kept by the client for its reconnects only; not in the form, not in storage.
+  password.value = '';
+  $('login-error').textContent = 'Logging in…';
+});
 
 // --- Controls ----------------------------------------------------------------------------------
 

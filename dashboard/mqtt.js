@@ -47,11 +47,20 @@ function packet(type, body) {
   return new Uint8Array([type, ...encodeLength(body.length), ...body]);
 }
 
-/** CONNECT, MQTT 3.1.1, clean session. */
-export function connectPacket(clientId, keepalive) {
-  const body = [...str('MQTT'), 4, 0x02, keepalive >> 8, keepalive & 0xff, ...str(clientId)];
+/** CONNECT, MQTT 3.1.1, clean session; with a user name and password when `credentials` are given. */
+export function connectPacket(clientId, keepalive, credentials = null) {
+  let flags = 0x02;
+  const tail = [...str(clientId)];
+  if (credentials) {
+    flags |= 0x80 | 0x40;
+    tail.push(...str(credentials.username), ...str(credentials.password));
+  }
+  const body = [...str('MQTT'), 4, flags, keepalive >> 8, keepalive & 0xff, ...tail];
   return packet(0x10, body);
 }
+
+/** CONNACK return codes (3.1.1) that only other credentials can cure. */
+const NEEDS_LOGIN = new Set([4, 5]); // bad user name or password; not authorized
 
 /** SUBSCRIBE with packet id `id` to `filters` ([topic, qos] pairs). */
 export function subscribePacket(id, filters) {
@@ -126,7 +135,9 @@ function randomId() {
 /**
  * The client. `onMessage(topic, payloadBytes, {qos, retain})` is called for every PUBLISH;
  * `onState(state, detail)` with 'connecting' | 'connected' | 'subscribed' | 'closed' |
- * 'waiting' (detail: ms until the next attempt) | 'error' (detail: text).
+ * 'waiting' (detail: ms until the next attempt) | 'error' (detail: text) | 'refused' (detail:
+ * the CONNACK return code; the broker wants other credentials, and the client waits for
+ * `login()` instead of retrying). Credentials live in this object only, never in storage.
  */
 export class MqttClient {
   constructor(url, { subscriptions = [], keepalive = 30, onMessage = () => {}, onState = () => {}, WebSocketImpl } = {}) {
@@ -144,6 +155,14 @@ export class MqttClient {
     this.ws = null;
     this.timers = [];
     this.acks = []; // bytes of acknowledgements not sent yet
+    this.credentials = null;
+  }
+
+  /** Connects again with `username` and `password` (after a 'refused' state). */
+  login(username, password) {
+    this.credentials = { username, password };
+    this.backoff = 500;
+    this.start();
   }
 
   start() {
@@ -194,7 +213,7 @@ export class MqttClient {
     };
     // The server must answer CONNECT within a reasonable time.
     this.timers.push(setTimeout(() => fail('no CONNACK within 10 s'), 10000));
-    ws.onopen = () => ws.send(connectPacket(this.clientId, this.keepalive));
+    ws.onopen = () => ws.send(connectPacket(this.clientId, this.keepalive, this.credentials));
     ws.onerror = () => fail('WebSocket error');
     ws.onclose = () => fail(null);
     ws.onmessage = (ev) => {
@@ -242,6 +261,14 @@ export class MqttClient {
     switch (p.type) {
       case 2: // CONNACK
         if (p.body.length < 2) throw new Error('short CONNACK');
+        if (NEEDS_LOGIN.has(p.body[1])) {
+          // Retrying with the same credentials cannot help: wait for login().
+          this.stopped = true;
+          this.clearTimers();
+          this.onState('refused', p.body[1]);
+          ws.close();
+          return;
+        }
         if (p.body[1] !== 0) throw new Error(`CONNACK refused, return code ${p.body[1]}`);
         this.onConnack();
         break;

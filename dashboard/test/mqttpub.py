@@ -26,10 +26,14 @@ def _str(s):
 
 
 class Publisher:
-    def __init__(self, host, port, client_id, keepalive=60):
+    def __init__(self, host, port, client_id, keepalive=60, username=None, password=None):
         self.sock = socket.create_connection((host, port), timeout=10)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        body = _str("MQTT") + bytes([4, 0x02]) + struct.pack(">H", keepalive) + _str(client_id)
+        flags, login = 0x02, b""
+        if username is not None:
+            flags |= 0x80 | 0x40
+            login = _str(username) + _str(password or "")
+        body = _str("MQTT") + bytes([4, flags]) + struct.pack(">H", keepalive) + _str(client_id) + login
         self.sock.sendall(b"\x10" + _length(len(body)) + body)
         head = self._recv_exact(4)
         if head[0] != 0x20 or head[3] != 0:

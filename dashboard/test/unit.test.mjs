@@ -29,6 +29,10 @@ test('remaining length round-trips at every encoding boundary', () => {
 
 test('CONNECT and SUBSCRIBE bytes are MQTT 3.1.1', () => {
   assert.deepEqual([...connectPacket('ab', 30)], [0x10, 14, 0, 4, 77, 81, 84, 84, 4, 0x02, 0, 30, 0, 2, 97, 98]);
+  assert.deepEqual(
+    [...connectPacket('ab', 30, { username: 'u', password: 'p' })],
+    [0x10, 20, 0, 4, 77, 81, 84, 84, 4, 0xc2, 0, 30, 0, 2, 97, 98, 0, 1, 117, 0, 1, 112],
+  );
   assert.deepEqual([...subscribePacket(7, [['a/+', 1]])], [0x82, 8, 0, 7, 0, 3, 97, 47, 43, 1]);
 });
 
@@ -147,6 +151,39 @@ test('client connects, subscribes, acknowledges QoS 1, pings and reconnects', ()
     // A refused connection backs off further each time.
     ws2.recv([0x20, 2, 0, 5]);
     assert.equal(ws2.readyState, 3);
+    c.stop();
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('a broker that wants credentials stops the retries until login() sends them', () => {
+  try {
+    mock.timers.enable({ apis: ['setTimeout', 'setInterval'] }); // Node >= 20.11
+  } catch (_) {
+    mock.timers.enable(['setTimeout', 'setInterval']); // Node 18.19+ (Debian 12)
+  }
+  try {
+    FakeSocket.all = [];
+    const states = [];
+    const c = new MqttClient('ws://x/mqtt', { WebSocketImpl: FakeSocket, onState: (s, d) => states.push([s, d]) });
+    c.start();
+    const ws = FakeSocket.all[0];
+    ws.open();
+    assert.equal(ws.sent[0][9], 0x02, 'anonymous: clean session, no user name or password flags');
+    ws.recv([0x20, 2, 0, 5]); // not authorized
+    assert.deepEqual(states.at(-1), ['refused', 5]);
+    mock.timers.tick(60000);
+    assert.equal(FakeSocket.all.length, 1, 'no retry with the same (no) credentials');
+    c.login('dispatch', 'pw');
+    const ws2 = FakeSocket.all[1];
+    ws2.open();
+    const connect = ws2.sent[0];
+    assert.equal(connect[9], 0x02 | 0x80 | 0x40, 'user name and password flags');
+    const text = new TextDecoder().decode(Uint8Array.from(connect));
+    assert.ok(text.endsWith('\0\x08dispatch\0\x02pw'), 'user name then password, each length-prefixed');
+    ws2.recv([0x20, 2, 0, 0]);
+    assert.equal(states.at(-1)[0], 'connected');
     c.stop();
   } finally {
     mock.timers.reset();

@@ -119,3 +119,76 @@ fn a_page_of_another_origin_cannot_use_the_broker_from_chromium() {
         "the broker logged the refusal"
     );
 }
+
+/// The page logs in to a broker that needs passwords (a file made by mosquitto_passwd), is told
+/// when a password is wrong, and then sees only what its user's ACL lets it read
+/// (`dashboard/test/login.py`).
+#[test]
+#[ignore = "needs chromium and mosquitto_passwd (Debian packages); .ci/run installs them"]
+fn the_page_logs_in_and_its_acl_applies_in_chromium() {
+    let work = tempfile::tempdir().unwrap();
+    let passwords = work.path().join("passwords");
+    for (i, (user, password)) in [("truck", "truck-pw"), ("dispatch", "dispatch-pw")]
+        .iter()
+        .enumerate()
+    {
+        let mut command = Command::new("mosquitto_passwd");
+        if i == 0 {
+            command.arg("-c");
+        }
+        let status = command
+            .arg("-b")
+            .arg(&passwords)
+            .args([user, password])
+            .status()
+            .expect("mosquitto_passwd installed");
+        assert!(status.success());
+    }
+    let acl = work.path().join("acl");
+    std::fs::write(
+        &acl,
+        "user truck\ntopic write fleet/#\n\nuser dispatch\ntopic read fleet/+/gps\n",
+    )
+    .unwrap();
+    let log_path = work.path().join("broker.log");
+    let (broker, listening) = support::spawn_broker(
+        Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+            .args(["broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--password-file")
+            .arg(&passwords)
+            .arg("--acl-file")
+            .arg(&acl)
+            .arg("--data")
+            .arg(work.path().join("data"))
+            .arg("--no-archive")
+            .current_dir(work.path()),
+        &log_path,
+        true,
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard/test/login.py");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let run = Command::new(&python)
+        .arg(&script)
+        .args([
+            "--base",
+            &format!("http://127.0.0.1:{}", listening.http_port()),
+        ])
+        .args(["--mqtt-port", &listening.port().to_string()])
+        .args([
+            "--publisher",
+            "truck:truck-pw",
+            "--dispatcher",
+            "dispatch:dispatch-pw",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("running {python} {}: {e}", script.display()));
+    println!("{}", String::from_utf8_lossy(&run.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&run.stderr));
+    drop(broker);
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+}
