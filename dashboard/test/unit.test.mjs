@@ -69,6 +69,20 @@ test('an oversized packet is refused before it is buffered', () => {
   assert.throws(() => r.push(Uint8Array.from([0x30, ...encodeLength(5000)])), /exceeds/);
 });
 
+/** Runs `body` with Node's fake timers for setTimeout and setInterval. */
+function withFakeTimers(body) {
+  try {
+    mock.timers.enable({ apis: ['setTimeout', 'setInterval'] }); // Node >= 20.11
+  } catch (_) {
+    mock.timers.enable(['setTimeout', 'setInterval']); // Node 18.19+ (Debian 12)
+  }
+  try {
+    body();
+  } finally {
+    mock.timers.reset();
+  }
+}
+
 class FakeSocket {
   static all = [];
   constructor(url, protocols) {
@@ -96,12 +110,7 @@ class FakeSocket {
 }
 
 test('client connects, subscribes, acknowledges QoS 1, pings and reconnects', () => {
-  try {
-    mock.timers.enable({ apis: ['setTimeout', 'setInterval'] }); // Node >= 20.11
-  } catch (_) {
-    mock.timers.enable(['setTimeout', 'setInterval']); // Node 18.19+ (Debian 12)
-  }
-  try {
+  withFakeTimers(() => {
     FakeSocket.all = [];
     const got = [];
     const states = [];
@@ -152,18 +161,11 @@ test('client connects, subscribes, acknowledges QoS 1, pings and reconnects', ()
     ws2.recv([0x20, 2, 0, 5]);
     assert.equal(ws2.readyState, 3);
     c.stop();
-  } finally {
-    mock.timers.reset();
-  }
+  });
 });
 
 test('a broker that wants credentials stops the retries until login() sends them', () => {
-  try {
-    mock.timers.enable({ apis: ['setTimeout', 'setInterval'] }); // Node >= 20.11
-  } catch (_) {
-    mock.timers.enable(['setTimeout', 'setInterval']); // Node 18.19+ (Debian 12)
-  }
-  try {
+  withFakeTimers(() => {
     FakeSocket.all = [];
     const states = [];
     const c = new MqttClient('ws://x/mqtt', { WebSocketImpl: FakeSocket, onState: (s, d) => states.push([s, d]) });
@@ -185,9 +187,7 @@ test('a broker that wants credentials stops the retries until login() sends them
     ws2.recv([0x20, 2, 0, 0]);
     assert.equal(states.at(-1)[0], 'connected');
     c.stop();
-  } finally {
-    mock.timers.reset();
-  }
+  });
 });
 
 const gps = (seq, ts, lat, lon, speed = 40) => JSON.stringify({ ts, seq, lat, lon, speed_kmh: speed, heading_deg: 90 });

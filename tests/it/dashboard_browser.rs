@@ -77,6 +77,55 @@ fn dashboard_counts_and_draws_the_fleet_in_chromium() {
     );
 }
 
+/// A `fleetmq broker` on ports of its choosing, no archive, in `work`, with `extra` flags; its
+/// log in `work/broker.log`.
+fn broker_in(work: &Path, extra: &[&std::ffi::OsStr]) -> (support::Killed, support::Listening) {
+    support::spawn_broker(
+        Command::new(env!("CARGO_BIN_EXE_fleetmq"))
+            .args(["broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data")
+            .arg(work.join("data"))
+            .arg("--no-archive")
+            .current_dir(work),
+        &work.join("broker.log"),
+        true,
+    )
+}
+
+/// Runs `dashboard/test/{script}` against the broker listening on `listening` (its page and,
+/// with `mqtt`, its MQTT port) with `args`; returns whether it passed and what it printed.
+fn page_script(
+    script: &str,
+    listening: &support::Listening,
+    mqtt: bool,
+    args: &[&str],
+) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dashboard/test")
+        .join(script);
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut command = Command::new(&python);
+    command.arg(&script).args([
+        "--base",
+        &format!("http://127.0.0.1:{}", listening.http_port()),
+    ]);
+    if mqtt {
+        command.args(["--mqtt-port", &listening.port().to_string()]);
+    }
+    let run = command
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {python} {}: {e}", script.display()));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    println!("{printed}");
+    (run.status.success(), printed)
+}
+
 /// Cross-site WebSocket hijacking, in a real browser: a page from another origin cannot open
 /// MQTT over WebSocket at the broker, while the broker's own dashboard page can
 /// (`dashboard/test/origin.py`).
@@ -84,36 +133,11 @@ fn dashboard_counts_and_draws_the_fleet_in_chromium() {
 #[ignore = "needs chromium (Debian package); .ci/run installs it"]
 fn a_page_of_another_origin_cannot_use_the_broker_from_chromium() {
     let work = tempfile::tempdir().unwrap();
-    let log_path = work.path().join("broker.log");
-    let (broker, listening) = support::spawn_broker(
-        Command::new(env!("CARGO_BIN_EXE_fleetmq"))
-            .args(["broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .arg("--data")
-            .arg(work.path().join("data"))
-            .arg("--no-archive")
-            .current_dir(work.path()),
-        &log_path,
-        true,
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard/test/origin.py");
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let run = Command::new(&python)
-        .arg(&script)
-        .args([
-            "--base",
-            &format!("http://127.0.0.1:{}", listening.http_port()),
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("running {python} {}: {e}", script.display()));
-    println!("{}", String::from_utf8_lossy(&run.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&run.stderr));
+    let (broker, listening) = broker_in(work.path(), &[]);
+    let (passed, printed) = page_script("origin.py", &listening, false, &[]);
     drop(broker);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stdout)
-    );
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(passed, "{printed}");
+    let log = std::fs::read_to_string(work.path().join("broker.log")).unwrap();
     assert!(
         log.contains("WebSocket upgrade refused"),
         "the broker logged the refusal"
@@ -150,45 +174,24 @@ fn the_page_logs_in_and_its_acl_applies_in_chromium() {
         "user truck\ntopic write fleet/#\n\nuser dispatch\ntopic read fleet/+/gps\n",
     )
     .unwrap();
-    let log_path = work.path().join("broker.log");
-    let (broker, listening) = support::spawn_broker(
-        Command::new(env!("CARGO_BIN_EXE_fleetmq"))
-            .args(["broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .arg("--password-file")
-            .arg(&passwords)
-            .arg("--acl-file")
-            .arg(&acl)
-            .arg("--data")
-            .arg(work.path().join("data"))
-            .arg("--no-archive")
-            .current_dir(work.path()),
-        &log_path,
-        true,
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard/test/login.py");
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let run = Command::new(&python)
-        .arg(&script)
-        .args([
-            "--base",
-            &format!("http://127.0.0.1:{}", listening.http_port()),
-        ])
-        .args(["--mqtt-port", &listening.port().to_string()])
-        .args([
-            "--publisher",
-            "truck:truck-pw",
-            "--dispatcher",
-            "dispatch:dispatch-pw",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("running {python} {}: {e}", script.display()));
-    println!("{}", String::from_utf8_lossy(&run.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&run.stderr));
+    let flags = [
+        "--password-file".as_ref(),
+        passwords.as_os_str(),
+        "--acl-file".as_ref(),
+        acl.as_os_str(),
+    ];
+    let (broker, listening) = broker_in(work.path(), &flags);
+    let args = [
+        "--publisher",
+        "truck:truck-pw",
+        "--dispatcher",
+        "dispatch:dispatch-pw",
+    ];
+    let (passed, printed) = page_script("login.py", &listening, true, &args);
     drop(broker);
     assert!(
-        run.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        std::fs::read_to_string(&log_path).unwrap_or_default()
+        passed,
+        "{printed}\n{}",
+        std::fs::read_to_string(work.path().join("broker.log")).unwrap_or_default()
     );
 }
