@@ -7,7 +7,7 @@
 
 import { MqttClient } from './mqtt.js';
 import { MapView } from './map.js';
-import { Fleet, DEFAULT_SETTINGS } from './fleet.js';
+import { Fleet, DEFAULT_SETTINGS, RULES_TOPIC } from './fleet.js';
 import { VehicleList, ago } from './list.js';
 import { DetailPanel } from './detail.js';
 
@@ -19,6 +19,7 @@ const SUBSCRIPTIONS = [
   ['fleet/+/reefer', 1],
   ['fleet/+/status', 1],
   ['fleet/_depots', 1],
+  [RULES_TOPIC, 1],
 ];
 const SETTING_INPUTS = { bandC: ['set-band', 'band'], excursionDelayS: ['set-delay', 'delay'], offlineAfterS: ['set-offline', 'offline'] };
 
@@ -190,8 +191,9 @@ function renderAlarms(now) {
   const html = shown.map((a) => {
     const id = `<b>${esc(a.id)}</b>`;
     if (a.kind === 'excursion') {
-      const band = fleet.settings.bandC;
-      return `<li class="alarm excursion" data-id="${esc(a.id)}"><span class="tag">Excursion</span>${id} ${a.temp.toFixed(1)} °C, setpoint ${a.setpoint.toFixed(1)} ±${band} °C, out of band for ${ago(a.ms)}</li>`;
+      const [low, high] = fleet.band(a.setpoint);
+      const band = fleet.rules ? `band ${low}…${high}` : `setpoint ${a.setpoint.toFixed(1)} ±${fleet.settings.bandC}`;
+      return `<li class="alarm excursion" data-id="${esc(a.id)}"><span class="tag">Excursion</span>${id} ${a.temp.toFixed(1)} °C, ${band} °C, out of band for ${ago(a.ms)}</li>`;
     }
     if (a.kind === 'offline')
       return `<li class="alarm offline" data-id="${esc(a.id)}"><span class="tag">Offline</span>${id} ${a.explicit ? 'disconnected' : 'no status, no data'} ${ago(a.ms)} ago</li>`;
@@ -223,6 +225,11 @@ function slowUpdate(t, now) {
     perf.handleRing.push((perf.handleMs * 1000) / (t - lastRate.t));
     perf.handleMs = 0;
     lastRate = { t, messages: fleet.messages };
+  }
+  // The broker's cold-chain rules replace the page's own band and delay.
+  for (const id of ['set-band', 'set-delay']) {
+    $(id).disabled = Boolean(fleet.rules);
+    $(id).title = fleet.rules ? 'Set by the broker ([coldchain] in its configuration)' : '';
   }
   $('rejects').hidden = fleet.rejected === 0;
   $('rejects').textContent = `${fleet.rejected} malformed message${fleet.rejected === 1 ? '' : 's'} ignored`;

@@ -60,7 +60,7 @@ export class DetailPanel {
       ctx.fillText('No reefer readings yet', 10, h / 2);
       return;
     }
-    const band = this.fleet.settings.bandC;
+    const bandOf = (set) => this.fleet.band(set);
     const L = 38;
     const R = 8;
     const T = 16;
@@ -68,8 +68,9 @@ export class DetailPanel {
     let lo = Infinity;
     let hi = -Infinity;
     for (const d of data) {
-      lo = Math.min(lo, d.temp, d.set - band);
-      hi = Math.max(hi, d.temp, d.set + band);
+      const [low, high] = bandOf(d.set);
+      lo = Math.min(lo, d.temp, low);
+      hi = Math.max(hi, d.temp, high);
     }
     lo = Math.floor(lo - 0.5);
     hi = Math.ceil(hi + 0.5);
@@ -81,8 +82,8 @@ export class DetailPanel {
     // The allowed band, following the setpoint.
     ctx.fillStyle = 'rgba(15, 138, 95, 0.12)';
     ctx.beginPath();
-    data.forEach((d, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, X(d.ts), Y(d.set + band)));
-    for (let i = data.length - 1; i >= 0; i--) ctx.lineTo(X(data[i].ts), Y(data[i].set - band));
+    data.forEach((d, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, X(d.ts), Y(bandOf(d.set)[1])));
+    for (let i = data.length - 1; i >= 0; i--) ctx.lineTo(X(data[i].ts), Y(bandOf(data[i].set)[0]));
     ctx.fill();
 
     // Y axis: whole degrees, about every 25 px.
@@ -125,7 +126,7 @@ export class DetailPanel {
     ctx.stroke();
     ctx.fillStyle = '#d7263d';
     for (const d of data) {
-      if (Math.abs(d.temp - d.set) > band) {
+      if (this.fleet.isOut(d.temp, d.set)) {
         ctx.beginPath();
         ctx.arc(X(d.ts), Y(d.temp), 2.5, 0, 2 * Math.PI);
         ctx.fill();

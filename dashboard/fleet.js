@@ -5,6 +5,11 @@
 // `ts` can run faster than real time); excursion durations use the readings' own `ts`, because
 // what matters is how long the cargo was out of band, also for readings delivered late.
 //
+// Cold-chain rules: the broker publishes the bands it and its reports judge excursions by as
+// the retained `fleet/_config/coldchain` (`{frozen_below_c, chilled: {low_c, high_c}, frozen:
+// {...}, alarm_after_s}`); with them the page alarms exactly when the reports count an
+// excursion. Without them (another broker), the band is the setpoint ± the page's own setting.
+//
 // Depots: the simulator publishes nothing about depots. A retained `fleet/_depots` message (a
 // JSON list of `{name?, lat, lon}`) is used when present; otherwise depots are inferred from where
 // vehicles start: the first GPS fix the page gets from a vehicle is its start when its `seq` is
@@ -27,6 +32,7 @@ const TEMP_EVERY_MS = 5000;
 const DEPOT_RADIUS_M = 1000;
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const decoder = new TextDecoder();
+export const RULES_TOPIC = 'fleet/_config/coldchain';
 
 const isNum = (x) => typeof x === 'number' && Number.isFinite(x);
 const optNum = (x) => (isNum(x) ? x : undefined);
@@ -64,6 +70,7 @@ export class Fleet {
     this.vehicles = new Map();
     this.inferredDepots = []; // {lat, lon, x, y, count, name}
     this.publishedDepots = null; // from fleet/_depots
+    this.rules = null; // from fleet/_config/coldchain
     this.version = 0; // bumped on every change, so renderers can skip idle frames
     this.messages = 0;
     this.rejected = 0;
@@ -92,6 +99,7 @@ export class Fleet {
     if (parts[0] !== 'fleet') return;
     const text = typeof payload === 'string' ? payload : decoder.decode(payload);
     if (parts.length === 2 && parts[1] === '_depots') return this.handleDepots(topic, text);
+    if (topic === RULES_TOPIC) return this.handleRules(text);
     if (parts.length !== 3 || !ID_RE.test(parts[1])) return this.reject(topic, 'not a fleet topic');
     const [, id, kind] = parts;
     if (kind === 'status') return this.handleStatus(id, text.trim(), now);
@@ -185,13 +193,13 @@ export class Fleet {
     v.compressor = m.compressor_on;
     v.ambient = optNum(m.ambient_c);
     v.humidity = optNum(m.humidity_pct);
-    const out = Math.abs(m.temp_c - m.setpoint_c) > this.settings.bandC;
+    const out = this.isOut(m.temp_c, m.setpoint_c);
     if (!out) v.excursionStart = null;
     else if (v.excursionStart === null) v.excursionStart = m.ts;
     // Keep a thinned history for the detail chart, but never drop a reading that changes
     // whether the vehicle is in band.
     const h = v.temps || (v.temps = newHistory());
-    const lastOut = h.n ? Math.abs(h.temp[prev(h)] - h.set[prev(h)]) > this.settings.bandC : null;
+    const lastOut = h.n ? this.isOut(h.temp[prev(h)], h.set[prev(h)]) : null;
     if (m.ts - v.tempKeptTs >= TEMP_EVERY_MS || out !== lastOut || m.door_open) {
       v.tempKeptTs = m.ts;
       h.ts[h.head] = m.ts;
@@ -235,7 +243,7 @@ export class Fleet {
       if (!h) continue;
       for (let j = h.n; j >= 1; j--) {
         const i = (h.head - j + TEMP_POINTS) % TEMP_POINTS;
-        if (Math.abs(h.temp[i] - h.set[i]) > this.settings.bandC) v.excursionStart ??= h.ts[i];
+        if (this.isOut(h.temp[i], h.set[i])) v.excursionStart ??= h.ts[i];
         else v.excursionStart = null;
       }
     }
@@ -254,7 +262,41 @@ export class Fleet {
   }
 
   hasExcursion(v) {
-    return v.excursionStart !== null && this.excursionMs(v) >= this.settings.excursionDelayS * 1000;
+    const delayS = this.rules ? this.rules.alarm_after_s : this.settings.excursionDelayS;
+    return v.excursionStart !== null && this.excursionMs(v) >= delayS * 1000;
+  }
+
+  /** The allowed band `[low, high]` °C of a unit set to `setpoint`. */
+  band(setpoint) {
+    const r = this.rules;
+    if (!r) return [setpoint - this.settings.bandC, setpoint + this.settings.bandC];
+    const b = setpoint < r.frozen_below_c ? r.frozen : r.chilled;
+    return [b.low_c, b.high_c];
+  }
+
+  isOut(temp, setpoint) {
+    const [low, high] = this.band(setpoint);
+    return temp < low || temp > high;
+  }
+
+  /** The broker's cold-chain rules (retained): they replace the page's own band and delay. */
+  handleRules(text) {
+    if (text === '') return this.setRules(null);
+    let r;
+    try {
+      r = JSON.parse(text);
+    } catch (_) {
+      return this.reject(RULES_TOPIC, 'not JSON');
+    }
+    const band = (b) => b && isNum(b.low_c) && isNum(b.high_c) && b.low_c < b.high_c;
+    if (!r || !isNum(r.frozen_below_c) || !band(r.chilled) || !band(r.frozen) || !isNum(r.alarm_after_s))
+      return this.reject(RULES_TOPIC, 'not cold-chain rules');
+    this.setRules(r);
+  }
+
+  setRules(r) {
+    this.rules = r;
+    this.setSettings({}); // excursions judged again by the new band
   }
 
   /** Receipt-time silence: ms since the last data (or since first heard of, if none yet). */

@@ -256,7 +256,11 @@ fn print_summary_report(data: &Path) {
         let report = report::run(
             &catalog,
             ReportKind::Summary,
-            &ReportOptions::default(),
+            &ReportOptions {
+                rules: telemetry::coldchain::ColdChainRules::of_archive(data)
+                    .map_err(analytics::AnalyticsError::Invalid)?,
+                ..ReportOptions::default()
+            },
             false,
         )?;
         let (schema, batch) = report.rows.to_batch()?;

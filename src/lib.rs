@@ -53,8 +53,15 @@ pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
             archive_settings.data.display()
         ))
     })?;
+    settings
+        .coldchain
+        .validate()
+        .map_err(StartError::Settings)?;
+    let rules = settings.coldchain.to_json();
     let archive = if archive_settings.enabled {
         let archive = ingest::Archive::open(archive_settings.to_ingest())?;
+        // The reports over this archive judge excursions by the same rules as the dashboards.
+        write_rules(&archive_settings.data, &rules).map_err(StartError::Settings)?;
         tracing::info!(data = %archive_settings.data.display(), topics = ?archive_settings.topics, "archive open");
         Some(archive)
     } else {
@@ -69,6 +76,10 @@ pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
             sink
         }),
         static_files: Some(Arc::new(dashboard::Dashboard)),
+        retained: vec![(
+            telemetry::coldchain::TOPIC.to_owned(),
+            bytes::Bytes::from(rules.into_bytes()),
+        )],
     };
     let config = settings::with_state_dir(settings.broker.clone(), &archive_settings.data);
     match broker::start_with(config, extensions) {
@@ -83,4 +94,13 @@ pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
             Err(e.into())
         }
     }
+}
+
+/// Writes `{data}/coldchain.json` (to a temporary name, then renamed over the old one).
+fn write_rules(data: &std::path::Path, rules: &str) -> Result<(), String> {
+    let path = data.join(telemetry::coldchain::FILE_NAME);
+    let temp = data.join(format!(".{}.tmp", telemetry::coldchain::FILE_NAME));
+    std::fs::write(&temp, rules)
+        .and_then(|()| std::fs::rename(&temp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

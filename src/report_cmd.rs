@@ -129,9 +129,12 @@ impl ReportArgs {
                 return Err(UsageError(format!("{name} must be a number of at least 0")).into());
             }
         }
+        let rules =
+            telemetry::coldchain::ColdChainRules::of_archive(&self.data).map_err(UsageError)?;
         let mut opts = ReportOptions {
             filter,
             band,
+            rules,
             limit_kmh: self.limit_kmh,
             min_overspeed_s: self.min_overspeed.as_secs_f64(),
             fences,

@@ -110,10 +110,14 @@ pub struct Settings {
     pub broker: broker::Config,
     /// The archive the broker writes.
     pub archive: ArchiveSettings,
+    /// The cold-chain rules (`[coldchain]`): the bands the dashboards alarm on and the reports
+    /// count excursions by.
+    pub coldchain: telemetry::coldchain::ColdChainRules,
 }
 
 impl Settings {
-    /// Reads a settings file: the broker's keys and sections, plus `[archive]`.
+    /// Reads a settings file: the broker's keys and sections, plus `[archive]` and
+    /// `[coldchain]`.
     ///
     /// # Errors
     /// The TOML does not parse, or a key is unknown or has the wrong type; the message names
@@ -126,10 +130,20 @@ impl Settings {
                 .map_err(|e| format!("[archive]: {e}"))?,
             None => ArchiveSettings::default(),
         };
+        let coldchain = match table.remove("coldchain") {
+            Some(section) => section
+                .try_into::<telemetry::coldchain::ColdChainRules>()
+                .map_err(|e| format!("[coldchain]: {e}"))?,
+            None => telemetry::coldchain::ColdChainRules::default(),
+        };
         let broker = toml::Value::Table(table)
             .try_into::<broker::Config>()
             .map_err(|e| e.to_string())?;
-        Ok(Settings { broker, archive })
+        Ok(Settings {
+            broker,
+            archive,
+            coldchain,
+        })
     }
 
     /// The broker's configuration with its state directory resolved ([`with_state_dir`]).
@@ -143,7 +157,8 @@ impl Settings {
     /// A message naming the field and the fix.
     pub fn validate(&self) -> Result<(), String> {
         self.broker.validate()?;
-        self.archive.validate()
+        self.archive.validate()?;
+        self.coldchain.validate()
     }
 }
 
@@ -161,6 +176,22 @@ pub fn with_state_dir(mut config: broker::Config, data: &std::path::Path) -> bro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sample file in the README is a file the broker takes as it is.
+    #[test]
+    fn the_readme_sample_configuration_is_valid() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("### Configuration file").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let sample = &section[start..start + section[start..].find("```").unwrap()];
+        let settings = Settings::from_toml(sample).unwrap();
+        settings.validate().unwrap();
+        assert_eq!(
+            settings.coldchain,
+            telemetry::coldchain::ColdChainRules::default()
+        );
+        assert!(settings.archive.compact);
+    }
 
     #[test]
     fn the_archive_section_and_the_broker_keys_come_from_one_file() {

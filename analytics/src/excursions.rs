@@ -1,9 +1,8 @@
 //! Temperature excursions: time the load spent outside its band.
 //!
-//! The band comes from the setpoint unless given (`--band LOW,HIGH`): a chilled load
-//! (setpoint at or above 0 °C) must stay within 2–8 °C, the usual chilled and pharmaceutical
-//! band; a frozen load within -30 to -15 °C, the quick-frozen food rule (at or below -18 °C,
-//! brief rises to -15 °C tolerated in transport).
+//! The band comes from the setpoint and the archive's cold-chain rules
+//! (`telemetry::coldchain`, the broker's `[coldchain]`: by default a chilled load within
+//! 2–8 °C, a frozen one within -30 to -15 °C) unless given (`--band LOW,HIGH`).
 //!
 //! Readings come every few tens of seconds, so an excursion's edges fall between two readings.
 //! Temperatures are reported to 0.1 °C and change smoothly, so the edge is placed by linear
@@ -25,20 +24,21 @@ pub struct Band {
     pub high_c: f64,
 }
 
-impl Band {
-    /// The default band for a unit set to `setpoint_c`.
-    pub fn for_setpoint(setpoint_c: f64) -> Band {
-        if setpoint_c < 0.0 {
-            Band {
-                low_c: -30.0,
-                high_c: -15.0,
-            }
-        } else {
-            Band {
-                low_c: 2.0,
-                high_c: 8.0,
-            }
+impl From<telemetry::coldchain::Band> for Band {
+    fn from(b: telemetry::coldchain::Band) -> Band {
+        Band {
+            low_c: b.low_c,
+            high_c: b.high_c,
         }
+    }
+}
+
+impl Band {
+    /// The band the default cold-chain rules give a unit set to `setpoint_c`.
+    pub fn for_setpoint(setpoint_c: f64) -> Band {
+        telemetry::coldchain::ColdChainRules::default()
+            .band_for(setpoint_c)
+            .into()
     }
 
     /// Parses `LOW,HIGH`.

@@ -92,8 +92,11 @@ pub struct ReportOptions {
     pub trips: TripParams,
     /// Distance filtering.
     pub distance: DistanceParams,
-    /// Band overriding the one derived from the setpoint.
+    /// Band overriding the one the rules give the setpoint.
     pub band: Option<Band>,
+    /// The cold-chain rules (the archive's `coldchain.json`, see
+    /// [`telemetry::coldchain::ColdChainRules::of_archive`]).
+    pub rules: telemetry::coldchain::ColdChainRules,
     /// Speed limit for `overspeed`, km/h.
     pub limit_kmh: f64,
     /// Shortest speeding event, seconds.
@@ -112,6 +115,7 @@ impl Default for ReportOptions {
             trips: TripParams::default(),
             distance: DistanceParams::default(),
             band: None,
+            rules: telemetry::coldchain::ColdChainRules::default(),
             limit_kmh: 90.0,
             min_overspeed_s: 10.0,
             fences: Vec::new(),
@@ -173,9 +177,10 @@ pub fn run(
             let found: Vec<(&PerVehicle<Sample>, Band, Vec<excursions::Excursion>)> = series
                 .iter()
                 .filter_map(|s| {
-                    let band = opts
-                        .band
-                        .or_else(|| s.samples.first().map(|x| Band::for_setpoint(x.setpoint_c)))?;
+                    let band = opts.band.or_else(|| {
+                        let first = s.samples.first()?;
+                        Some(opts.rules.band_for(first.setpoint_c).into())
+                    })?;
                     Some((s, band, excursions::find(&s.samples, band)))
                 })
                 .collect();
@@ -235,7 +240,11 @@ fn summary_rows(
             .iter()
             .find(|s| s.vehicle_id == id)
             .map_or(&[][..], |s| &s.samples);
-        let s = summary::summarise(fixes, samples, opts.band, &opts.trips, &opts.distance);
+        let band = opts.band.or_else(|| {
+            let first = samples.first()?;
+            Some(opts.rules.band_for(first.setpoint_c).into())
+        });
+        let s = summary::summarise(fixes, samples, band, &opts.trips, &opts.distance);
         rows.push(vec![
             V::Str(id.to_owned()),
             V::round(s.distance_m, 1),

@@ -375,6 +375,20 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     if setup.config.persistence.enabled {
         crate::recovery::recover(&shard, &setup.recovery_phase, &setup.stop).await?;
     }
+    // Every replica applies them itself, before the shard takes clients.
+    for (topic, payload) in &setup.extensions.retained {
+        let topic = protocol::ByteStr::from(topic.as_str());
+        let message = crate::message::Message {
+            topic: topic.clone(),
+            payload: payload.clone(),
+            qos: protocol::QoS::AtLeastOnce,
+            retain: true,
+            properties: None,
+            expires_at: None,
+            publisher: None,
+        };
+        shard.apply_retain(topic, Some(message));
+    }
     {
         let shard = shard.clone();
         glommio::spawn_local(async move {

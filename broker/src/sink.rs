@@ -94,6 +94,10 @@ pub struct Extensions {
     /// The HTTP listener's static files, if any (otherwise it answers 404 outside its own
     /// paths).
     pub static_files: Option<Arc<dyn StaticFiles>>,
+    /// Retained messages the embedding program publishes at every start, `(topic, payload)`:
+    /// configuration its clients read (fleetmq's cold-chain rules for the dashboards). They
+    /// replace what a client retained on those topics.
+    pub retained: Vec<(String, bytes::Bytes)>,
 }
 
 impl std::fmt::Debug for Extensions {
@@ -101,6 +105,10 @@ impl std::fmt::Debug for Extensions {
         f.debug_struct("Extensions")
             .field("sink", &self.sink.as_ref().map(|s| s.topics()))
             .field("static_files", &self.static_files.is_some())
+            .field(
+                "retained",
+                &self.retained.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -243,6 +243,30 @@ test('depots are inferred from first positions, or taken from fleet/_depots', ()
   assert.deepEqual(f.depots.map((d) => d.name), ['Rotterdam']);
 });
 
+test("the broker's cold-chain rules replace the page's own band and delay", () => {
+  const f = new Fleet();
+  const t0 = 1_700_000_000_000;
+  // 7.6 °C with setpoint 2: out of the page's setpoint ± 3, inside the chilled 2–8 °C band.
+  f.handle('fleet/v1/reefer', reefer(0, t0, 7.6, 2));
+  f.handle('fleet/v1/reefer', reefer(1, t0 + 120_000, 7.6, 2));
+  const v = f.vehicles.get('v1');
+  assert.ok(f.hasExcursion(v), 'out of setpoint ± 3 for 2 minutes');
+  const rules = { frozen_below_c: 0, chilled: { low_c: 2, high_c: 8 }, frozen: { low_c: -30, high_c: -15 }, alarm_after_s: 300 };
+  f.handle('fleet/_config/coldchain', JSON.stringify(rules), { retain: true });
+  assert.equal(v.excursionStart, null, 'inside the chilled band: no excursion');
+  assert.deepEqual(f.band(-18), [-30, -15]);
+  // Out of the band: the alarm waits the rules' 300 s, not the page's 60.
+  f.handle('fleet/v1/reefer', reefer(2, t0 + 130_000, 8.4, 2));
+  f.handle('fleet/v1/reefer', reefer(3, t0 + 290_000, 8.6, 2));
+  assert.ok(!f.hasExcursion(v), 'out for 160 s of the 300 required');
+  f.handle('fleet/v1/reefer', reefer(4, t0 + 440_000, 8.5, 2));
+  assert.ok(f.hasExcursion(v), 'out for 310 s');
+  assert.equal(v.excursionStart, t0 + 130_000);
+  f.handle('fleet/_config/coldchain', '{"chilled": "warm"}', { retain: true });
+  assert.equal(f.rejected, 1, 'malformed rules are refused, the old ones kept');
+  assert.deepEqual(f.band(4), [2, 8]);
+});
+
 test('malformed messages are counted, not applied; late fixes do not move the vehicle', () => {
   const f = new Fleet();
   f.handle('fleet/a/gps', '{"ts":1}', {});

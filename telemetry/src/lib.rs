@@ -24,6 +24,7 @@
 //! assert_eq!(message, Message::Gps(gps));
 //! ```
 
+pub mod coldchain;
 pub mod decode;
 pub mod payload;
 pub mod schema;

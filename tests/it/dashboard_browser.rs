@@ -77,20 +77,20 @@ fn dashboard_counts_and_draws_the_fleet_in_chromium() {
     );
 }
 
-/// A `fleetmq broker` on ports of its choosing, no archive, in `work`, with `extra` flags; its
-/// log in `work/broker.log`.
+/// A `fleetmq broker` on ports of its choosing in `work` (its archive, if any, in
+/// `work/data`), with `extra` flags; its log in `work/broker.log`.
 fn broker_in(work: &Path, extra: &[&std::ffi::OsStr]) -> (support::Killed, support::Listening) {
-    support::spawn_broker(
-        Command::new(env!("CARGO_BIN_EXE_fleetmq"))
-            .args(["broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .args(extra)
-            .arg("--data")
-            .arg(work.join("data"))
-            .arg("--no-archive")
-            .current_dir(work),
-        &work.join("broker.log"),
-        true,
-    )
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetmq"));
+    command
+        .args(["broker", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--data")
+        .arg(work.join("data"))
+        .current_dir(work);
+    if !extra.iter().any(|a| *a == "--config") {
+        command.arg("--no-archive");
+    }
+    support::spawn_broker(&mut command, &work.join("broker.log"), true)
 }
 
 /// Runs `dashboard/test/{script}` against the broker listening on `listening` (its page and,
@@ -194,4 +194,33 @@ fn the_page_logs_in_and_its_acl_applies_in_chromium() {
         "{printed}\n{}",
         std::fs::read_to_string(work.path().join("broker.log")).unwrap_or_default()
     );
+}
+
+/// One set of cold-chain rules: the broker hands its `[coldchain]` to the page (retained) and
+/// to the reports (beside the archive), and the page's alarm and `fleetmq report excursions`
+/// agree on an excursion's start and end (`dashboard/test/excursion.py`).
+#[test]
+#[ignore = "needs chromium (Debian package); .ci/run installs it"]
+fn the_page_and_the_report_agree_on_an_excursion_in_chromium() {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("broker.toml");
+    // Files every second, so the report sees the readings at once; an alarm after 2 minutes.
+    std::fs::write(
+        &config,
+        "[archive]\nrotate_age = 1\n\n[coldchain]\nalarm_after_s = 120\n",
+    )
+    .unwrap();
+    let (broker, listening) = broker_in(work.path(), &["--config".as_ref(), config.as_os_str()]);
+    let data = work.path().join("data");
+    let args = [
+        "--fleetmq",
+        env!("CARGO_BIN_EXE_fleetmq"),
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    let (passed, printed) = page_script("excursion.py", &listening, true, &args);
+    drop(broker);
+    assert!(passed, "{printed}");
+    let rules = std::fs::read_to_string(data.join("coldchain.json")).unwrap();
+    assert!(rules.contains("\"alarm_after_s\":120"), "{rules}");
 }
