@@ -67,7 +67,8 @@ def main():
         page.wait_for("document.getElementById('conn').textContent === 'Live'", what="the page going live")
         rules = page.wait_for("fleetDashboard.fleet.rules", what="the broker's cold-chain rules")
         log(f"rules: {rules}")
-        check(page.js("document.getElementById('set-band').disabled"), "the page's own band gives way to the rules")
+        page.wait_for("document.getElementById('set-band').disabled", what="the band setting to give way")
+        check(True, "the page's own band gives way to the rules")
 
         temps = [5.0] * 4 + [9.5] * 12 + [5.0] * 4
         alarm_at = None

@@ -177,7 +177,9 @@ def small_fleet(args, page, pub, shots):
         depot = DEPOTS[i % 2]
         stopped = i in (4, 9)
         offset = 5.5 if i == 2 else 0.0  # TRK-03 runs warm: an excursion
-        vehicles.append(SimVehicle(f"TRK-{i + 1:02d}", rng, depot, 0.3, [4, -18, 2][i % 3],
+        # Setpoints whose readings (± 0.6 °C) stay inside both the page's own band (setpoint ± 3)
+        # and the broker's cold-chain rules (2–8 °C chilled, -30 to -15 °C frozen).
+        vehicles.append(SimVehicle(f"TRK-{i + 1:02d}", rng, depot, 0.3, [4, -18, 5][i % 3],
                                    0 if stopped else rng.uniform(55, 85), offset))
     for v in vehicles:
         pub.publish(f"fleet/{v.id}/status", "online", qos=1, retain=True)
@@ -283,7 +285,7 @@ def large_fleet(args, page, pub, shots):
     n = args.vehicles
     log(f"large fleet: {n} vehicles at 1 Hz")
     rng = random.Random(11)
-    vehicles = [SimVehicle(f"V{i:04d}", rng, DEPOTS[i % len(DEPOTS)], 25, [4, -18, 2, 0][i % 4],
+    vehicles = [SimVehicle(f"V{i:04d}", rng, DEPOTS[i % len(DEPOTS)], 25, [4, -18, 5, 3][i % 4],
                            0 if i % 7 == 0 else rng.uniform(30, 95), 6.0 if i % 200 == 3 else 0.0,
                            start_seq=1000)
                 for i in range(n)]
