@@ -7,7 +7,7 @@
 
 import { MqttClient } from './mqtt.js';
 import { MapView } from './map.js';
-import { Fleet, DEFAULT_SETTINGS, RULES_TOPIC } from './fleet.js';
+import { Fleet, DEFAULT_SETTINGS, RULES_TOPIC, WORLD_TOPIC } from './fleet.js';
 import { VehicleList, ago } from './list.js';
 import { DetailPanel } from './detail.js';
 
@@ -20,6 +20,7 @@ const SUBSCRIPTIONS = [
   ['fleet/+/status', 1],
   ['fleet/_depots', 1],
   [RULES_TOPIC, 1],
+  [WORLD_TOPIC, 1],
 ];
 const SETTING_INPUTS = { bandC: ['set-band', 'band'], excursionDelayS: ['set-delay', 'delay'], offlineAfterS: ['set-offline', 'offline'] };
 
@@ -264,7 +265,7 @@ function frame(t) {
   // colours follow the offline timer.
   if (fleet.version !== drawnVersion || map.dirty || map.job || t - lastDraw >= 1000) {
     const stateOf = (v) => fleet.state(v, now);
-    perf.draw.push(map.draw({ vehicles: fleet.vehicles, version: fleet.version, stateOf, depots: fleet.depots, selected }));
+    perf.draw.push(map.draw({ vehicles: fleet.vehicles, version: fleet.version, stateOf, depots: fleet.depots, selected, world: fleet.world }));
     if (map.timing) for (const k in map.timing) perf[k].push(map.timing[k]);
     drawnVersion = fleet.version;
     lastDraw = t;

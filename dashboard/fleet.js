@@ -10,8 +10,12 @@
 // {...}, alarm_after_s}`); with them the page alarms exactly when the reports count an
 // excursion. Without them (another broker), the band is the setpoint ± the page's own setting.
 //
-// Depots: the simulator publishes nothing about depots. A retained `fleet/_depots` message (a
-// JSON list of `{name?, lat, lon}`) is used when present; otherwise depots are inferred from where
+// World: fleetmq's simulator publishes its map as the retained `fleet/_world` (GeoJSON: `Point`s
+// with `kind` depot or customer, `LineString`s for the streets); the page draws it under the
+// vehicles, so a dispatcher can tell a depot stop from a roadside one.
+//
+// Depots: a retained `fleet/_depots` message (a JSON list of `{name?, lat, lon}`) is used when
+// present, else the world's depots; otherwise depots are inferred from where
 // vehicles start: the first GPS fix the page gets from a vehicle is its start when its `seq` is
 // below 4 (`seq` counts every message of a vehicle from 0, reefer readings included), and starts
 // within 1 km of each other are one depot. A page opened
@@ -33,6 +37,7 @@ const DEPOT_RADIUS_M = 1000;
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const decoder = new TextDecoder();
 export const RULES_TOPIC = 'fleet/_config/coldchain';
+export const WORLD_TOPIC = 'fleet/_world';
 
 const isNum = (x) => typeof x === 'number' && Number.isFinite(x);
 const optNum = (x) => (isNum(x) ? x : undefined);
@@ -71,6 +76,7 @@ export class Fleet {
     this.inferredDepots = []; // {lat, lon, x, y, count, name}
     this.publishedDepots = null; // from fleet/_depots
     this.rules = null; // from fleet/_config/coldchain
+    this.world = null; // from fleet/_world: {roads: [Float64Array of x, y], customers, depots}
     this.version = 0; // bumped on every change, so renderers can skip idle frames
     this.messages = 0;
     this.rejected = 0;
@@ -78,7 +84,7 @@ export class Fleet {
   }
 
   get depots() {
-    return this.publishedDepots || this.inferredDepots;
+    return this.publishedDepots || (this.world?.depots.length ? this.world.depots : this.inferredDepots);
   }
 
   vehicle(id, now) {
@@ -100,6 +106,7 @@ export class Fleet {
     const text = typeof payload === 'string' ? payload : decoder.decode(payload);
     if (parts.length === 2 && parts[1] === '_depots') return this.handleDepots(topic, text);
     if (topic === RULES_TOPIC) return this.handleRules(text);
+    if (topic === WORLD_TOPIC) return this.handleWorld(text);
     if (parts.length !== 3 || !ID_RE.test(parts[1])) return this.reject(topic, 'not a fleet topic');
     const [, id, kind] = parts;
     if (kind === 'status') return this.handleStatus(id, text.trim(), now);
@@ -277,6 +284,43 @@ export class Fleet {
   isOut(temp, setpoint) {
     const [low, high] = this.band(setpoint);
     return temp < low || temp > high;
+  }
+
+  /** The simulator's map (retained GeoJSON): streets and customers to draw, depots to show. */
+  handleWorld(text) {
+    if (text.trim() === '') {
+      this.world = null;
+      this.version++;
+      return;
+    }
+    let geo;
+    try {
+      geo = JSON.parse(text);
+    } catch (_) {
+      return this.reject(WORLD_TOPIC, 'not JSON');
+    }
+    if (!geo || !Array.isArray(geo.features)) return this.reject(WORLD_TOPIC, 'not a GeoJSON FeatureCollection');
+    const world = { roads: [], customers: [], depots: [] };
+    const lonLat = (c) => Array.isArray(c) && isNum(c[0]) && isNum(c[1]) && Math.abs(c[1]) <= 90 && Math.abs(c[0]) <= 180;
+    for (const f of geo.features) {
+      const g = f && f.geometry;
+      if (!g) continue;
+      if (g.type === 'LineString' && Array.isArray(g.coordinates)) {
+        const pts = g.coordinates.filter(lonLat);
+        if (pts.length < 2) continue;
+        const line = new Float64Array(pts.length * 2);
+        pts.forEach(([lon, lat], i) => ([line[2 * i], line[2 * i + 1]] = project(lat, lon)));
+        world.roads.push(line);
+      } else if (g.type === 'Point' && lonLat(g.coordinates)) {
+        const [lon, lat] = g.coordinates;
+        const [x, y] = project(lat, lon);
+        const name = String(f.properties?.name ?? '');
+        const place = { lat, lon, x, y, name };
+        (f.properties?.kind === 'depot' ? world.depots : world.customers).push(place);
+      }
+    }
+    this.world = world;
+    this.version++;
   }
 
   /** The broker's cold-chain rules (retained): they replace the page's own band and delay. */

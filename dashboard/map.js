@@ -209,8 +209,12 @@ export class MapView {
    * do, `stateOf(v)` gives a COLORS key, `depots` is a list of `{x, y, name}`. Returns the time
    * spent in milliseconds.
    */
-  draw({ vehicles, version, stateOf, depots, selected }) {
+  draw({ vehicles, version, stateOf, depots, selected, world = null }) {
     const t0 = performance.now();
+    if (world !== this.world) {
+      this.world = world;
+      this.baseKey = ''; // the background changed: repaint it
+    }
     this.vehicles = vehicles;
     this.dirty = false;
     const { tctx, w, h, dpr } = this;
@@ -373,6 +377,28 @@ export class MapView {
     ctx.fillStyle = '#f4f6f8';
     ctx.fillRect(0, 0, this.w, this.h);
     if (grid) this.drawGraticule(ctx);
+    if (grid && this.world) this.drawWorld(ctx);
+  }
+
+  /** The simulator's streets and customers, faint, under everything else. */
+  drawWorld(ctx) {
+    const k = this.scale;
+    const ox = this.w / 2 - this.cx * k;
+    const oy = this.h / 2 + this.cy * k;
+    ctx.beginPath();
+    for (const line of this.world.roads) {
+      for (let i = 0; i < line.length; i += 2) {
+        const x = line[i] * k + ox;
+        const y = oy - line[i + 1] * k;
+        if (i === 0) ctx.moveTo(x, y);
+        else ctx.lineTo(x, y);
+      }
+    }
+    ctx.lineWidth = 1.5;
+    ctx.strokeStyle = '#d3d9e1';
+    ctx.stroke();
+    ctx.fillStyle = '#9aa3af';
+    for (const c of this.world.customers) ctx.fillRect(c.x * k + ox - 2.5, oy - c.y * k - 2.5, 5, 5);
   }
 
   drawSelected(v) {

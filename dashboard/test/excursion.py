@@ -57,6 +57,14 @@ def main():
     ap.add_argument("--chromium")
     args = ap.parse_args()
 
+    # A short simulated run first: it leaves the fleet's map (streets, depots, customers) as the
+    # retained fleet/_world, which the page must draw.
+    sim = subprocess.run([args.fleetmq, "simulate", "--broker", f"mqtt://127.0.0.1:{args.mqtt_port}",
+                          "--vehicles", "5", "--duration", "2s", "--speedup", "30", "--threads", "1"],
+                         capture_output=True, text=True)
+    if sim.returncode != 0:
+        log(sim.stderr)
+        return 1
     pub = Publisher("127.0.0.1", args.mqtt_port, "excursion-test")
     out = tempfile.mkdtemp(prefix="fleetmq-excursion-")
     browser = Browser(args.chromium, log_path=os.path.join(out, "chromium.log"))
@@ -65,6 +73,11 @@ def main():
         page = browser.new_page()
         page.goto(args.base.rstrip("/") + "/")
         page.wait_for("document.getElementById('conn').textContent === 'Live'", what="the page going live")
+        roads = page.wait_for("fleetDashboard.fleet.world?.roads.length", what="the simulator's world")
+        check(roads > 100, f"the page has the world's {roads} street segments")
+        depots = page.js("fleetDashboard.fleet.depots.map(d => d.name)")
+        check(depots and all(d.startswith("depot-") for d in depots), f"and its depots {depots}")
+        page.screenshot(os.path.join(out, "world.png"))
         rules = page.wait_for("fleetDashboard.fleet.rules", what="the broker's cold-chain rules")
         log(f"rules: {rules}")
         page.wait_for("document.getElementById('set-band').disabled", what="the band setting to give way")

@@ -267,6 +267,27 @@ test("the broker's cold-chain rules replace the page's own band and delay", () =
   assert.deepEqual(f.band(4), [2, 8]);
 });
 
+test("the simulator's world gives streets, customers and depots to draw", () => {
+  const f = new Fleet();
+  const world = {
+    type: 'FeatureCollection',
+    features: [
+      { type: 'Feature', geometry: { type: 'Point', coordinates: [10.0, 53.55] }, properties: { name: 'depot-0', kind: 'depot' } },
+      { type: 'Feature', geometry: { type: 'Point', coordinates: [10.01, 53.56] }, properties: { name: 'customer-0', kind: 'customer' } },
+      { type: 'Feature', geometry: { type: 'LineString', coordinates: [[10.0, 53.55], [10.01, 53.55], [99, 999]] }, properties: { speed_kmh: 50 } },
+    ],
+  };
+  f.handle('fleet/_world', JSON.stringify(world), { retain: true });
+  assert.equal(f.world.roads.length, 1);
+  assert.equal(f.world.roads[0].length, 4, 'two valid points, the out-of-range one dropped');
+  assert.deepEqual(f.depots.map((d) => d.name), ['depot-0'], 'the world names the depots');
+  assert.equal(f.world.customers[0].name, 'customer-0');
+  f.handle('fleet/_world', '{"type": "Feature"}', { retain: true });
+  assert.equal(f.rejected, 1);
+  f.handle('fleet/_world', '', { retain: true });
+  assert.equal(f.world, null, 'a cleared world is forgotten');
+});
+
 test('malformed messages are counted, not applied; late fixes do not move the vehicle', () => {
   const f = new Fleet();
   f.handle('fleet/a/gps', '{"ts":1}', {});

@@ -172,6 +172,23 @@ impl PartialOrd for Entry {
     }
 }
 
+impl Grid {
+    /// Every street segment once, with its speed limit (m/s).
+    pub fn segments(&self) -> Vec<(Point, Point, f64)> {
+        let mut out = Vec::new();
+        for (from, edges) in self.edges.iter().enumerate() {
+            for &(to, limit) in edges {
+                if from < to {
+                    if let (Some(&a), Some(&b)) = (self.nodes.get(from), self.nodes.get(to)) {
+                        out.push((a, b, limit));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,6 +189,9 @@ async fn run_shard(
     t0: Instant,
     end_s: u64,
 ) -> Vec<VehicleTruth> {
+    if shard == 0 {
+        publish_world(&config).await;
+    }
     let tasks: Vec<_> = (shard..config.fleet.config.vehicles)
         .step_by(threads)
         .map(|index| {
@@ -207,6 +210,34 @@ async fn run_shard(
         truths.push(task.await);
     }
     truths
+}
+
+/// Publishes the fleet's world (depots, customers, streets) as the retained
+/// [`crate::world::WORLD_TOPIC`], so a dispatch map can draw them. Best effort: a broker whose
+/// ACL does not let the simulator write it is warned about, and the run goes on.
+async fn publish_world(config: &RunConfig) {
+    struct Ignore;
+    impl Handler for Ignore {
+        fn acked(&self, _tag: u64, _ok: bool) {}
+    }
+    let id = format!("{}-world", config.fleet.config.id_prefix);
+    let payload = Bytes::from(config.fleet.world.to_geojson());
+    let published = async {
+        let mut connection =
+            Connection::connect(&config.client, &id, None, Rc::new(Ignore)).await?;
+        let topic = ByteStr::from(crate::world::WORLD_TOPIC);
+        connection
+            .publish(topic, payload, QoS::AtLeastOnce, true, 0)
+            .await?;
+        let settled = connection.settle(Duration::from_secs(10)).await;
+        connection.disconnect(Duration::from_secs(2)).await;
+        Ok::<bool, crate::mqtt::ClientError>(settled)
+    };
+    match published.await {
+        Ok(true) => tracing::debug!(topic = crate::world::WORLD_TOPIC, "world published"),
+        Ok(false) => tracing::warn!("the world was not acknowledged in 10 s"),
+        Err(e) => tracing::warn!(error = %e, "cannot publish the world for dispatch maps"),
+    }
 }
 
 /// Packs a topic kind and seq into a publish tag.

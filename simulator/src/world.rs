@@ -263,6 +263,57 @@ impl World {
     }
 }
 
+/// The retained topic a simulated fleet publishes its world on, for dispatch maps.
+pub const WORLD_TOPIC: &str = "fleet/_world";
+
+impl World {
+    /// The world as GeoJSON: a `Point` per place (`name`, `kind`: `depot` or `customer`) and a
+    /// `LineString` per street segment or route (`speed_kmh`), coordinates `[lon, lat]` rounded
+    /// to 1e-5 degree (about a metre). What a dispatch map draws under the vehicles.
+    pub fn to_geojson(&self) -> String {
+        let round = |x: f64| (x * 1e5).round() / 1e5;
+        let lon_lat = |p: Point| {
+            let (lat, lon) = self.frame.to_lat_lon(p);
+            serde_json::json!([round(lon), round(lat)])
+        };
+        let mut features: Vec<serde_json::Value> = self
+            .places
+            .iter()
+            .map(|p| {
+                let kind = match p.kind {
+                    PlaceKind::Depot => "depot",
+                    PlaceKind::Customer => "customer",
+                };
+                serde_json::json!({
+                    "type": "Feature",
+                    "geometry": {"type": "Point", "coordinates": [round(p.lon), round(p.lat)]},
+                    "properties": {"name": p.name, "kind": kind},
+                })
+            })
+            .collect();
+        let lines: Vec<(Vec<Point>, f64)> = match &self.roads {
+            Roads::Grid { grid, .. } => grid
+                .segments()
+                .into_iter()
+                .map(|(a, b, limit)| (vec![a, b], limit))
+                .collect(),
+            Roads::Lines(routes) => routes
+                .iter()
+                .map(|r| (r.points().to_vec(), r.limit(0)))
+                .collect(),
+        };
+        for (points, limit) in lines {
+            let coordinates: Vec<serde_json::Value> = points.into_iter().map(lon_lat).collect();
+            features.push(serde_json::json!({
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": coordinates},
+                "properties": {"speed_kmh": (limit * 3.6).round()},
+            }));
+        }
+        serde_json::json!({"type": "FeatureCollection", "features": features}).to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +350,32 @@ mod tests {
         assert_eq!(world.tour(&mut Rng::new(1, 1, Concern::Plan), 0), vec![1]);
         assert!(World::from_geojson("{}").is_err());
         assert!(World::from_geojson(r#"{"features":[]}"#).is_err());
+    }
+    #[test]
+    fn the_world_as_geojson_has_its_places_and_streets() {
+        let frame = Frame {
+            lat0: 53.55,
+            lon0: 9.99,
+        };
+        let world = World::generate(7, 300, frame);
+        let geo: serde_json::Value = serde_json::from_str(&world.to_geojson()).unwrap();
+        let features = geo["features"].as_array().unwrap();
+        let depots = features
+            .iter()
+            .filter(|f| f["properties"]["kind"] == "depot")
+            .count();
+        assert_eq!(depots, world.depots.len());
+        let lines: Vec<_> = features
+            .iter()
+            .filter(|f| f["geometry"]["type"] == "LineString")
+            .collect();
+        assert!(lines.len() > 100, "{} street segments", lines.len());
+        let first = &lines[0]["geometry"]["coordinates"][0];
+        let (lon, lat) = (first[0].as_f64().unwrap(), first[1].as_f64().unwrap());
+        let (lat0, lon0) = world.frame.to_lat_lon(crate::geo::Point { x: 0.0, y: 0.0 });
+        assert!(
+            (lat - lat0).abs() < 0.5 && (lon - lon0).abs() < 0.5,
+            "near the frame's origin"
+        );
     }
 }

@@ -89,6 +89,34 @@ fn a_run_against_the_broker_verifies_every_reading() {
         stderr.contains("0 invalid, 0 vehicles mismatching the truth"),
         "{stderr}"
     );
+    // The fleet left its map for dispatch pages: streets, depots and customers, retained.
+    let mut page = support::MqttClient::connect(port, protocol::Protocol::V5, "map-reader");
+    page.subscribe("fleet/_world", protocol::QoS::AtLeastOnce);
+    let world = loop {
+        match page.next() {
+            Some(protocol::Packet::Publish(p)) => break p,
+            Some(_) => continue,
+            None => panic!("no retained fleet/_world"),
+        }
+    };
+    assert!(world.retain);
+    let geo: serde_json::Value = serde_json::from_slice(&world.payload).unwrap();
+    let features = geo["features"].as_array().unwrap();
+    let kinds = |kind: &str| {
+        features
+            .iter()
+            .filter(|f| f["properties"]["kind"] == kind)
+            .count()
+    };
+    assert!(kinds("depot") >= 1 && kinds("customer") >= 20, "{geo}");
+    assert!(
+        features
+            .iter()
+            .filter(|f| f["geometry"]["type"] == "LineString")
+            .count()
+            > 100,
+        "streets"
+    );
 }
 
 #[test]
