@@ -7,7 +7,7 @@
 
 import { MqttClient } from './mqtt.js';
 import { MapView } from './map.js';
-import { Fleet, DEFAULT_SETTINGS, RULES_TOPIC, WORLD_TOPIC } from './fleet.js';
+import { Fleet, DEFAULT_SETTINGS, RULES_TOPIC, WORLD_TOPIC, ACK_PREFIX } from './fleet.js';
 import { VehicleList, ago } from './list.js';
 import { DetailPanel } from './detail.js';
 
@@ -21,6 +21,7 @@ const SUBSCRIPTIONS = [
   ['fleet/_depots', 1],
   [RULES_TOPIC, 1],
   [WORLD_TOPIC, 1],
+  [`${ACK_PREFIX}+`, 1],
 ];
 const SETTING_INPUTS = { bandC: ['set-band', 'band'], excursionDelayS: ['set-delay', 'delay'], offlineAfterS: ['set-offline', 'offline'] };
 
@@ -175,7 +176,16 @@ $('fit').addEventListener('click', () => {
 });
 $('alarms').addEventListener('click', (e) => {
   const li = e.target.closest('li[data-id]');
-  if (li) select(li.dataset.id);
+  if (!li) return;
+  if (e.target.closest('button.ack')) {
+    // Shared with every open page through the broker (retained), not kept here alone.
+    const ack = { kind: li.dataset.kind, since: Number(li.dataset.since), by: client.credentials?.username || 'a dispatcher', at: Date.now() };
+    if (!client.publish(`${ACK_PREFIX}${li.dataset.id}`, JSON.stringify(ack), { qos: 1, retain: true })) {
+      e.target.title = 'Not connected: try again when the page is live';
+    }
+    return;
+  }
+  select(li.dataset.id);
 });
 addEventListener('keydown', (e) => {
   if (e.key === 'Escape') select(null);
@@ -191,20 +201,28 @@ function renderAlarms(now) {
   const shown = alarms.slice(0, 100);
   const html = shown.map((a) => {
     const id = `<b>${esc(a.id)}</b>`;
+    let text;
     if (a.kind === 'excursion') {
       const [low, high] = fleet.band(a.setpoint);
       const band = fleet.rules ? `band ${low}…${high}` : `setpoint ${a.setpoint.toFixed(1)} ±${fleet.settings.bandC}`;
-      return `<li class="alarm excursion" data-id="${esc(a.id)}"><span class="tag">Excursion</span>${id} ${a.temp.toFixed(1)} °C, ${band} °C, out of band for ${ago(a.ms)}</li>`;
+      text = `<span class="tag">Excursion</span>${id} ${a.temp.toFixed(1)} °C, ${band} °C, out of band for ${ago(a.ms)}`;
+    } else if (a.kind === 'offline') {
+      text = `<span class="tag">Offline</span>${id} ${a.explicit ? 'disconnected' : 'no status, no data'} ${ago(a.ms)} ago`;
+    } else {
+      text = `<span class="tag">No data</span>${id} connected, silent for ${ago(a.ms)}`;
     }
-    if (a.kind === 'offline')
-      return `<li class="alarm offline" data-id="${esc(a.id)}"><span class="tag">Offline</span>${id} ${a.explicit ? 'disconnected' : 'no status, no data'} ${ago(a.ms)} ago</li>`;
-    return `<li class="alarm silent" data-id="${esc(a.id)}"><span class="tag">No data</span>${id} connected, silent for ${ago(a.ms)}</li>`;
+    const ack = a.ack
+      ? `<span class="acked-by">acknowledged by ${esc(a.ack.by)}</span>`
+      : '<button type="button" class="ack" title="Acknowledge for every dispatcher">Ack</button>';
+    const cls = `alarm ${a.kind}${a.ack ? ' acked' : ''}`;
+    return `<li class="${cls}" data-id="${esc(a.id)}" data-kind="${a.kind}" data-since="${a.since}">${text} ${ack}</li>`;
   });
   if (alarms.length > shown.length) html.push(`<li class="more">and ${alarms.length - shown.length} more</li>`);
   if (!alarms.length) html.push('<li class="none">No active alarms</li>');
   $('alarms').innerHTML = html.join('');
-  $('alarm-count').textContent = alarms.length;
-  $('alarm-count').className = alarms.length ? 'badge hot' : 'badge';
+  const open = alarms.filter((a) => !a.ack).length;
+  $('alarm-count').textContent = open;
+  $('alarm-count').className = open ? 'badge hot' : 'badge';
 }
 
 let lastFrame = 0;

@@ -38,6 +38,7 @@ const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const decoder = new TextDecoder();
 export const RULES_TOPIC = 'fleet/_config/coldchain';
 export const WORLD_TOPIC = 'fleet/_world';
+export const ACK_PREFIX = 'fleet/_ack/';
 
 const isNum = (x) => typeof x === 'number' && Number.isFinite(x);
 const optNum = (x) => (isNum(x) ? x : undefined);
@@ -77,6 +78,7 @@ export class Fleet {
     this.publishedDepots = null; // from fleet/_depots
     this.rules = null; // from fleet/_config/coldchain
     this.world = null; // from fleet/_world: {roads: [Float64Array of x, y], customers, depots}
+    this.acks = new Map(); // vehicle id -> {kind, since, by, at}, from fleet/_ack/{id}
     this.version = 0; // bumped on every change, so renderers can skip idle frames
     this.messages = 0;
     this.rejected = 0;
@@ -107,6 +109,7 @@ export class Fleet {
     if (parts.length === 2 && parts[1] === '_depots') return this.handleDepots(topic, text);
     if (topic === RULES_TOPIC) return this.handleRules(text);
     if (topic === WORLD_TOPIC) return this.handleWorld(text);
+    if (parts.length === 3 && parts[1] === '_ack' && ID_RE.test(parts[2])) return this.handleAck(parts[2], text);
     if (parts.length !== 3 || !ID_RE.test(parts[1])) return this.reject(topic, 'not a fleet topic');
     const [, id, kind] = parts;
     if (kind === 'status') return this.handleStatus(id, text.trim(), now);
@@ -286,6 +289,42 @@ export class Fleet {
     return temp < low || temp > high;
   }
 
+  /**
+   * A dispatcher acknowledged vehicle `id`'s alarm (retained, so every open page, and any page
+   * opened later, shares it): `{kind, since, by, at}`. It holds for that alarm only: `since`
+   * names the episode (see `alarmSince`), so a new excursion or outage alarms afresh.
+   */
+  handleAck(id, text) {
+    if (text.trim() === '') {
+      this.acks.delete(id);
+    } else {
+      let a;
+      try {
+        a = JSON.parse(text);
+      } catch (_) {
+        return this.reject(`${ACK_PREFIX}${id}`, 'not JSON');
+      }
+      if (!a || typeof a.kind !== 'string' || !isNum(a.since)) return this.reject(`${ACK_PREFIX}${id}`, 'expected {kind, since}');
+      this.acks.set(id, { kind: a.kind, since: a.since, by: String(a.by ?? ''), at: isNum(a.at) ? a.at : 0 });
+    }
+    this.version++;
+  }
+
+  /**
+   * What names one alarm of vehicle `v` the same on every page: an excursion's first reading
+   * out of band, or for an outage the time of the last reading the vehicle sent (0 if none).
+   */
+  alarmSince(kind, v) {
+    if (kind === 'excursion') return v.excursionStart;
+    return Math.max(v.gpsTs, v.reeferTs, 0);
+  }
+
+  /** The acknowledgement that covers `alarm`, if any. */
+  ackOf(alarm) {
+    const a = this.acks.get(alarm.id);
+    return a && a.kind === alarm.kind && a.since === alarm.since ? a : null;
+  }
+
   /** The simulator's map (retained GeoJSON): streets and customers to draw, depots to show. */
   handleWorld(text) {
     if (text.trim() === '') {
@@ -368,13 +407,17 @@ export class Fleet {
     const off = [];
     const offlineMs = this.settings.offlineAfterS * 1000;
     for (const v of this.vehicles.values()) {
-      if (this.hasExcursion(v)) exc.push({ kind: 'excursion', id: v.id, ms: this.excursionMs(v), temp: v.temp, setpoint: v.setpoint });
-      if (!this.isOnline(v, now)) off.push({ kind: 'offline', id: v.id, ms: now - Math.max(v.statusAt, v.lastSeen), explicit: v.status === 'offline' });
-      else if (this.silentMs(v, now) > offlineMs) off.push({ kind: 'silent', id: v.id, ms: this.silentMs(v, now) });
+      const since = (kind) => this.alarmSince(kind, v);
+      if (this.hasExcursion(v)) exc.push({ kind: 'excursion', id: v.id, since: since('excursion'), ms: this.excursionMs(v), temp: v.temp, setpoint: v.setpoint });
+      if (!this.isOnline(v, now)) off.push({ kind: 'offline', id: v.id, since: since('offline'), ms: now - Math.max(v.statusAt, v.lastSeen), explicit: v.status === 'offline' });
+      else if (this.silentMs(v, now) > offlineMs) off.push({ kind: 'silent', id: v.id, since: since('silent'), ms: this.silentMs(v, now) });
     }
     exc.sort((a, b) => b.ms - a.ms);
     off.sort((a, b) => a.ms - b.ms);
-    return exc.concat(off);
+    // Unacknowledged alarms first; acknowledged ones keep their order below them.
+    const all = exc.concat(off);
+    for (const a of all) a.ack = this.ackOf(a);
+    return all.filter((a) => !a.ack).concat(all.filter((a) => a.ack));
   }
 
   /** Projected extent of known positions and depots, or null. */

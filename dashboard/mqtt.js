@@ -62,6 +62,12 @@ export function connectPacket(clientId, keepalive, credentials = null) {
 /** CONNACK return codes (3.1.1) that only other credentials can cure. */
 const NEEDS_LOGIN = new Set([4, 5]); // bad user name or password; not authorized
 
+/** PUBLISH of `payload` (a string) to `topic`; packet id `id` for QoS 1. */
+export function publishPacket(topic, payload, { qos = 0, retain = false, id = 0 } = {}) {
+  const body = [...str(topic), ...(qos ? [id >> 8, id & 0xff] : []), ...utf8.encode(payload)];
+  return packet(0x30 | (qos << 1) | (retain ? 1 : 0), body);
+}
+
 /** SUBSCRIBE with packet id `id` to `filters` ([topic, qos] pairs). */
 export function subscribePacket(id, filters) {
   const body = [id >> 8, id & 0xff];
@@ -244,6 +250,17 @@ export class MqttClient {
     };
   }
 
+  /**
+   * Publishes `payload` (a string) to `topic` at QoS 0 or 1; returns false when not connected
+   * (nothing is queued: the caller's user sees the page is not live and tries again).
+   */
+  publish(topic, payload, { qos = 1, retain = false } = {}) {
+    if (!this.ws || this.ws.readyState !== 1) return false;
+    const id = qos ? this.nextPacketId() : 0;
+    this.ws.send(publishPacket(topic, payload, { qos, retain, id }));
+    return true;
+  }
+
   /** Sends the acknowledgements for one WebSocket message's packets as one frame. */
   flushAcks(ws) {
     if (!this.acks.length) return;
@@ -281,6 +298,8 @@ export class MqttClient {
         this.onMessage(m.topic, m.payload, m);
         break;
       }
+      case 4: // PUBACK of one of this page's PUBLISHes: nothing more to do
+        break;
       case 6: // PUBREL
         this.acks.push(0x70, 2, p.body[0], p.body[1]); // PUBCOMP
         break;

@@ -129,8 +129,10 @@ class Browser:
             raise CdpError(f"{method}: {reply['error']}")
         return reply.get("result", {})
 
-    def new_page(self):
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    def new_page(self, new_window=False):
+        """A page; with `new_window`, in a window of its own, so that it keeps drawing (animation
+        frames stop in a tab hidden behind another) while another page is in front."""
+        target = self.send("Target.createTarget", {"url": "about:blank", "newWindow": new_window})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         return Page(self, session)
 

@@ -8,7 +8,8 @@ as the retained `fleet/_config/coldchain`. A reefer set to 4 °C reports every 3
 time: in band, then 9.5 °C for six minutes, then in band again. The page must raise its alarm
 once the excursion lasted the rules' `alarm_after_s` and clear it with the first reading back in
 band; the report over the archive must find one excursion whose start and end lie within one
-reading interval of the page's.
+reading interval of the page's. A second vehicle runs warm too; acknowledging the first one's
+alarm on one page shows it acknowledged on a second page as well, below the unacknowledged one.
 
 Needs python3 (standard library only) and Chromium. Exit status 0 when every check passes.
 """
@@ -29,6 +30,7 @@ from mqttpub import Publisher  # noqa: E402
 
 log = functools.partial(print, flush=True)
 VEHICLE = "reefer-9"
+OTHER = "reefer-8"  # warm throughout: an alarm nobody acknowledges
 T0 = 1_736_157_600_000  # 2025-01-06 10:00 UTC
 EVERY = 30_000
 
@@ -87,8 +89,13 @@ def main():
         alarm_at = None
         cleared_at = None
         page_start = None
+        second = browser.new_page(new_window=True)  # another dispatcher's page
+        second.goto(args.base.rstrip("/") + "/")
+        second.wait_for("document.getElementById('conn').textContent === 'Live'", what="the second page going live")
+        acked = False
         for k, temp in enumerate(temps):
             pub.publish(f"fleet/{VEHICLE}/reefer", reading(k, temp), qos=1)
+            pub.publish(f"fleet/{OTHER}/reefer", reading(k, 9.0), qos=1)
             pub.wait_acks()
             page.wait_for(f"fleetDashboard.fleet.vehicles.get('{VEHICLE}')?.reeferTs === {T0 + k * EVERY}",
                           what=f"reading {k}")
@@ -96,11 +103,27 @@ def main():
             start = page.js(f"fleetDashboard.fleet.vehicles.get('{VEHICLE}').excursionStart")
             if alarm and alarm_at is None:
                 alarm_at, page_start = k, start
+            if alarm and not acked and k >= 10:
+                # Acknowledged on the first page: the second page shows it acknowledged, below
+                # the other vehicle's alarm, which nobody acknowledged.
+                page.wait_for(f"!!document.querySelector('#alarms li[data-id=\"{VEHICLE}\"] button.ack')",
+                              what="the Ack button")
+                page.js(f"document.querySelector('#alarms li[data-id=\"{VEHICLE}\"] button.ack').click()")
+                order = second.wait_for(
+                    "(() => { const li = [...document.querySelectorAll('#alarms li.alarm')];"
+                    f" const mine = li.find(l => l.dataset.id === '{VEHICLE}');"
+                    " return mine && mine.classList.contains('acked') && li.map(l => l.dataset.id + (l.classList.contains('acked') ? ':acked' : '')); })()",
+                    what="the acknowledgement on the second page")
+                # (The simulated trucks of the first step are offline: unacknowledged alarms too.)
+                check(order[-1] == f"{VEHICLE}:acked" and OTHER in order[:-1],
+                      f"acknowledged on both pages, below every unacknowledged alarm: {order}")
+                acked = True
             if alarm_at is not None and not alarm and cleared_at is None:
                 cleared_at = k
         check(alarm_at is not None, f"the page raised the alarm (at reading {alarm_at})")
         check((alarm_at - 4) * EVERY >= rules["alarm_after_s"] * 1000,
               "not before the excursion lasted the rules' alarm_after_s")
+        check(acked, "an acknowledgement was given and shared")
         check(cleared_at == 16, f"the alarm cleared with the first reading back in band ({cleared_at})")
         page_end = T0 + cleared_at * EVERY
 

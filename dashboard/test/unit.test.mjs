@@ -4,7 +4,7 @@
 
 import test, { mock } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeLength, decodeLength, PacketReader, parsePublish, connectPacket, subscribePacket, MqttClient } from '../mqtt.js';
+import { encodeLength, decodeLength, PacketReader, parsePublish, connectPacket, subscribePacket, publishPacket, MqttClient } from '../mqtt.js';
 import { Fleet } from '../fleet.js';
 
 const enc = new TextEncoder();
@@ -286,6 +286,31 @@ test("the simulator's world gives streets, customers and depots to draw", () => 
   assert.equal(f.rejected, 1);
   f.handle('fleet/_world', '', { retain: true });
   assert.equal(f.world, null, 'a cleared world is forgotten');
+});
+
+test('an acknowledgement covers its alarm on every page, and unacknowledged alarms come first', () => {
+  const f = new Fleet({ excursionDelayS: 0 });
+  const t0 = 1_700_000_000_000;
+  for (const id of ['a', 'b']) {
+    f.handle(`fleet/${id}/reefer`, reefer(0, t0, 4, 4));
+    f.handle(`fleet/${id}/reefer`, reefer(1, t0 + 60_000, 12, 4));
+  }
+  f.handle('fleet/a/reefer', reefer(2, t0 + 120_000, 12, 4)); // a: out longest, listed first
+  assert.deepEqual(f.alarms().map((a) => a.id), ['a', 'b']);
+  const since = f.alarms()[0].since;
+  assert.equal(since, t0 + 60_000, 'named by its first reading out of band');
+  f.handle('fleet/_ack/a', JSON.stringify({ kind: 'excursion', since, by: 'dispatch', at: t0 }), { retain: true });
+  const alarms = f.alarms();
+  assert.deepEqual(alarms.map((a) => [a.id, Boolean(a.ack)]), [['b', false], ['a', true]], 'unacknowledged first');
+  assert.equal(alarms[1].ack.by, 'dispatch');
+  // Back in band, then out again: a new excursion, not covered by the old acknowledgement.
+  f.handle('fleet/a/reefer', reefer(3, t0 + 180_000, 4, 4));
+  f.handle('fleet/a/reefer', reefer(4, t0 + 240_000, 12, 4));
+  assert.equal(f.alarms().find((a) => a.id === 'a').ack, null);
+  assert.deepEqual(
+    [...publishPacket('fleet/_ack/a', 'x', { qos: 1, retain: true, id: 7 })],
+    [0x33, 17, 0, 12, ...new TextEncoder().encode('fleet/_ack/a'), 0, 7, 120],
+  );
 });
 
 test('malformed messages are counted, not applied; late fixes do not move the vehicle', () => {
