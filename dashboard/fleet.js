@@ -350,12 +350,14 @@ export class Fleet {
         const line = new Float64Array(pts.length * 2);
         pts.forEach(([lon, lat], i) => ([line[2 * i], line[2 * i + 1]] = project(lat, lon)));
         world.roads.push(line);
-      } else if (g.type === 'Point' && lonLat(g.coordinates)) {
-        const [lon, lat] = g.coordinates;
-        const [x, y] = project(lat, lon);
+      } else if (g.type === 'Point' || g.type === 'MultiPoint') {
+        const points = g.type === 'Point' ? [g.coordinates] : Array.isArray(g.coordinates) ? g.coordinates : [];
         const name = String(f.properties?.name ?? '');
-        const place = { lat, lon, x, y, name };
-        (f.properties?.kind === 'depot' ? world.depots : world.customers).push(place);
+        for (const c of points.filter(lonLat)) {
+          const [lon, lat] = c;
+          const [x, y] = project(lat, lon);
+          (f.properties?.kind === 'depot' ? world.depots : world.customers).push({ lat, lon, x, y, name });
+        }
       }
     }
     this.world = world;

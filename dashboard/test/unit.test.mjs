@@ -273,7 +273,7 @@ test("the simulator's world gives streets, customers and depots to draw", () => 
     type: 'FeatureCollection',
     features: [
       { type: 'Feature', geometry: { type: 'Point', coordinates: [10.0, 53.55] }, properties: { name: 'depot-0', kind: 'depot' } },
-      { type: 'Feature', geometry: { type: 'Point', coordinates: [10.01, 53.56] }, properties: { name: 'customer-0', kind: 'customer' } },
+      { type: 'Feature', geometry: { type: 'MultiPoint', coordinates: [[10.01, 53.56], [10.02, 53.57]] }, properties: { kind: 'customer' } },
       { type: 'Feature', geometry: { type: 'LineString', coordinates: [[10.0, 53.55], [10.01, 53.55], [99, 999]] }, properties: { speed_kmh: 50 } },
     ],
   };
@@ -281,7 +281,7 @@ test("the simulator's world gives streets, customers and depots to draw", () => 
   assert.equal(f.world.roads.length, 1);
   assert.equal(f.world.roads[0].length, 4, 'two valid points, the out-of-range one dropped');
   assert.deepEqual(f.depots.map((d) => d.name), ['depot-0'], 'the world names the depots');
-  assert.equal(f.world.customers[0].name, 'customer-0');
+  assert.equal(f.world.customers.length, 2, 'customers from a MultiPoint');
   f.handle('fleet/_world', '{"type": "Feature"}', { retain: true });
   assert.equal(f.rejected, 1);
   f.handle('fleet/_world', '', { retain: true });

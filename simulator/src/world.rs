@@ -267,47 +267,50 @@ impl World {
 pub const WORLD_TOPIC: &str = "fleet/_world";
 
 impl World {
-    /// The world as GeoJSON: a `Point` per place (`name`, `kind`: `depot` or `customer`) and a
-    /// `LineString` per street segment or route (`speed_kmh`), coordinates `[lon, lat]` rounded
-    /// to 1e-5 degree (about a metre). What a dispatch map draws under the vehicles.
+    /// The world as GeoJSON: a `Point` per depot (`name`, `kind: depot`), one `MultiPoint` of
+    /// the customers (`kind: customer`), and a `LineString` per street or route, coordinates
+    /// `[lon, lat]` rounded to 1e-5 degree (about a metre). What a dispatch map draws under the
+    /// vehicles, in a few tens of kilobytes.
     pub fn to_geojson(&self) -> String {
         let round = |x: f64| (x * 1e5).round() / 1e5;
         let lon_lat = |p: Point| {
             let (lat, lon) = self.frame.to_lat_lon(p);
             serde_json::json!([round(lon), round(lat)])
         };
+        let at = |p: &Place| serde_json::json!([round(p.lon), round(p.lat)]);
         let mut features: Vec<serde_json::Value> = self
             .places
             .iter()
+            .filter(|p| p.kind == PlaceKind::Depot)
             .map(|p| {
-                let kind = match p.kind {
-                    PlaceKind::Depot => "depot",
-                    PlaceKind::Customer => "customer",
-                };
                 serde_json::json!({
                     "type": "Feature",
-                    "geometry": {"type": "Point", "coordinates": [round(p.lon), round(p.lat)]},
-                    "properties": {"name": p.name, "kind": kind},
+                    "geometry": {"type": "Point", "coordinates": at(p)},
+                    "properties": {"name": p.name, "kind": "depot"},
                 })
             })
             .collect();
-        let lines: Vec<(Vec<Point>, f64)> = match &self.roads {
-            Roads::Grid { grid, .. } => grid
-                .segments()
-                .into_iter()
-                .map(|(a, b, limit)| (vec![a, b], limit))
-                .collect(),
-            Roads::Lines(routes) => routes
-                .iter()
-                .map(|r| (r.points().to_vec(), r.limit(0)))
-                .collect(),
+        let customers: Vec<serde_json::Value> = self
+            .places
+            .iter()
+            .filter(|p| p.kind == PlaceKind::Customer)
+            .map(at)
+            .collect();
+        features.push(serde_json::json!({
+            "type": "Feature",
+            "geometry": {"type": "MultiPoint", "coordinates": customers},
+            "properties": {"kind": "customer"},
+        }));
+        let lines: Vec<Vec<Point>> = match &self.roads {
+            Roads::Grid { grid, .. } => grid.streets(),
+            Roads::Lines(routes) => routes.iter().map(|r| r.points().to_vec()).collect(),
         };
-        for (points, limit) in lines {
+        for points in lines {
             let coordinates: Vec<serde_json::Value> = points.into_iter().map(lon_lat).collect();
             features.push(serde_json::json!({
                 "type": "Feature",
                 "geometry": {"type": "LineString", "coordinates": coordinates},
-                "properties": {"speed_kmh": (limit * 3.6).round()},
+                "properties": {},
             }));
         }
         serde_json::json!({"type": "FeatureCollection", "features": features}).to_string()
@@ -369,7 +372,13 @@ mod tests {
             .iter()
             .filter(|f| f["geometry"]["type"] == "LineString")
             .collect();
-        assert!(lines.len() > 100, "{} street segments", lines.len());
+        assert!(lines.len() >= 20, "{} streets", lines.len());
+        // A map of the city in a few tens of kilobytes.
+        assert!(
+            world.to_geojson().len() < 100_000,
+            "{} bytes",
+            world.to_geojson().len()
+        );
         let first = &lines[0]["geometry"]["coordinates"][0];
         let (lon, lat) = (first[0].as_f64().unwrap(), first[1].as_f64().unwrap());
         let (lat0, lon0) = world.frame.to_lat_lon(crate::geo::Point { x: 0.0, y: 0.0 });

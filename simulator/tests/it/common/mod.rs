@@ -74,6 +74,8 @@ pub fn run_and_watch(port: u16, config: RunConfig) -> (HashMap<String, Seen>, Tr
         let mut opts = MqttOptions::new("watcher", "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_inflight(200);
+        // The fleet's map (fleet/_world) is tens of kilobytes; rumqttc takes 10 KiB by default.
+        opts.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
         client.subscribe("fleet/#", QoS::AtLeastOnce).await.unwrap();
         loop {
@@ -110,6 +112,8 @@ pub fn run_and_watch(port: u16, config: RunConfig) -> (HashMap<String, Seen>, Tr
                     match event {
                         Err(_) if done.is_some() => break,
                         Err(_) => panic!("no traffic for {quiet} s"),
+                        // The fleet's shared topics (`fleet/_world`, ...) are not a vehicle's.
+                        Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic.starts_with("fleet/_") => {}
                         Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
                             match decode_message(&p.topic, &p.payload) {
                                 Ok((id, msg)) => {
