@@ -116,7 +116,9 @@ impl Maintenance {
                         continue;
                     }
                     match compact_hour(shared, config, table, &dir, now_ms, &mut report) {
-                        Ok(_) => {}
+                        // Looked at again when the writers' saved index covers every file.
+                        Ok(Hour::NotCovered) => continue,
+                        Ok(Hour::Compacted | Hour::NothingToMerge) => {}
                         Err(Exchange::Unsupported(e)) => {
                             tracing::warn!(error = %e, "the file system cannot exchange directories atomically; compaction is off");
                             self.cannot_exchange = true;
@@ -234,13 +236,22 @@ impl From<ArchiveError> for Exchange {
     }
 }
 
+/// What became of one hour.
+enum Hour {
+    Compacted,
+    /// Its files are few or large enough already.
+    NothingToMerge,
+    /// A file is not in the writers' saved exactly-once index yet.
+    NotCovered,
+}
+
 /// A Parquet file of an hour directory and its row count.
 struct Part {
     name: String,
     rows: u64,
 }
 
-/// Compacts one hour if it has files to merge; `Ok(true)` when it did.
+/// Compacts one hour if it has files to merge.
 fn compact_hour(
     shared: &Arc<Shared>,
     config: &ArchiveConfig,
@@ -248,13 +259,13 @@ fn compact_hour(
     dir: &Path,
     now_ms: i64,
     report: &mut MaintenanceReport,
-) -> Result<bool, Exchange> {
+) -> Result<Hour, Exchange> {
     let Some(parts) = covered_parts(shared, dir)? else {
-        return Ok(false);
+        return Ok(Hour::NotCovered);
     };
     let groups = group(parts, config.rotate_rows as u64);
     if groups.iter().all(|g| g.len() < 2) {
-        return Ok(false);
+        return Ok(Hour::NothingToMerge);
     }
     let work = work_dir(&shared.data_dir);
     ensure_dir(&work)?;
@@ -275,7 +286,7 @@ fn compact_hour(
     if let Err(e) = std::fs::remove_dir_all(&staging) {
         tracing::warn!(path = %staging.display(), error = %e, "cannot remove compaction staging");
     }
-    result.map(|()| true)
+    result.map(|()| Hour::Compacted)
 }
 
 fn stage_and_exchange(
@@ -481,6 +492,76 @@ pub(crate) const INTERVAL: Duration = Duration::from_secs(60);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `Shared` over `data`, with no writer's index saved yet.
+    fn shared(data: &Path) -> Arc<Shared> {
+        Arc::new(Shared {
+            data_dir: data.to_owned(),
+            progress: crate::checkpoint::Progress::load(&data.join("wal"), 1).unwrap(),
+            counters: crate::stats::Counters::default(),
+            publishing: std::sync::RwLock::new(()),
+            covered: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Publishes `files` GPS files of 10 rows each into the hour that starts at `hour_ms`.
+    fn publish_files(data: &Path, hour_ms: i64, files: u64) -> PathBuf {
+        use crate::writer::{
+            file::{publish, FileNamer},
+            rows::{GpsRow, Rows},
+        };
+        let key = crate::partition::PartitionKey::of(Table::Gps, hour_ms);
+        let dir = key.dir(data);
+        let mut namer = FileNamer::new(0, 0);
+        for f in 0..files {
+            let rows: Vec<GpsRow> = (0..10)
+                .map(|i| GpsRow {
+                    vehicle: std::sync::Arc::from("van"),
+                    gps: telemetry::Gps {
+                        ts: hour_ms + (f * 10 + i) as i64 * 1000,
+                        seq: f * 10 + i,
+                        lat: 52.5,
+                        lon: 13.4,
+                        speed_kmh: 30.0,
+                        heading_deg: 90.0,
+                        odometer_km: None,
+                        hdop: None,
+                    },
+                    received_at: hour_ms,
+                })
+                .collect();
+            let batch = Rows::Gps(rows).to_batch().unwrap();
+            publish(&dir, &mut namer, &batch, &writer_properties(Table::Gps)).unwrap();
+        }
+        dir
+    }
+
+    /// Regression: an hour first looked at before the writers' index covered its files was
+    /// remembered as done, and never compacted while its directory stayed the same.
+    #[test]
+    fn an_hour_waits_for_the_saved_index_and_is_compacted_once_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = 1_700_000_000_000 / MS_PER_HOUR * MS_PER_HOUR - 5 * MS_PER_HOUR;
+        let hour_dir = publish_files(dir.path(), hour, 4);
+        let shared = shared(dir.path());
+        let config = ArchiveConfig {
+            compact_delay: Duration::ZERO,
+            ..ArchiveConfig::new(dir.path())
+        };
+        let now = hour + 10 * MS_PER_HOUR;
+        let mut maintenance = Maintenance::default();
+        let report = maintenance.run(&shared, &config, now).unwrap();
+        assert_eq!(report.hours_compacted, 0, "not covered: left alone");
+        shared.covered.lock().unwrap().insert(0, 4);
+        let report = maintenance.run(&shared, &config, now).unwrap();
+        assert_eq!((report.hours_compacted, report.files_merged), (1, 4));
+        let names: Vec<String> = std::fs::read_dir(&hour_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].starts_with("compacted-"), "{names:?}");
+    }
 
     #[test]
     fn dates_parse_to_day_numbers() {
