@@ -58,7 +58,11 @@ fn main() {
                 let payload = format!(
                     r#"{{"ts":{ts},"seq":{s},"lat":{lat:.6},"lon":10.0,"speed_kmh":50.0,"heading_deg":90.0,"hdop":0.9}}"#
                 );
-                records.push(Record::new(format!("fleet/truck-{v:04}/gps"), payload, ts + 300));
+                records.push(Record::new(
+                    format!("fleet/truck-{v:04}/gps"),
+                    payload,
+                    ts + 300,
+                ));
             }
         }
         archive.submit(0, WalPosition::new(1, minute + 1), records);

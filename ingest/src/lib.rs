@@ -39,6 +39,7 @@ pub mod config;
 mod dedup;
 mod error;
 mod maintenance;
+mod merge;
 mod partition;
 pub mod record;
 mod recovery;

@@ -35,18 +35,13 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use arrow_array::RecordBatch;
-use arrow_schema::{DataType, SortOptions};
-use parquet::{
-    arrow::arrow_reader::ParquetRecordBatchReaderBuilder, file::reader::FileReader,
-    file::serialized_reader::SerializedFileReader,
-};
+use parquet::{file::reader::FileReader, file::serialized_reader::SerializedFileReader};
 
 use crate::{
     partition::{days_from_civil, Table},
     stats::add,
     writer::{
-        file::{ensure_dir, parse_name, sync_dir, write_file, writer_properties},
+        file::{ensure_dir, parse_name, sync_dir, writer_properties},
         Shared,
     },
     ArchiveConfig, ArchiveError,
@@ -302,9 +297,9 @@ fn stage_and_exchange(
     let mut merged: Vec<&str> = Vec::new();
     let mut written = 0;
     for (i, group) in groups.iter().filter(|g| g.len() >= 2).enumerate() {
-        let batch = merge(dir, group)?;
         let path = staging.join(format!("compacted-{now_ms}-{i}.parquet"));
-        write_file(&path, &batch, &props)?;
+        let inputs: Vec<PathBuf> = group.iter().map(|p| dir.join(&p.name)).collect();
+        crate::merge::merge_sorted(&inputs, &path, &props)?;
         merged.extend(group.iter().map(|p| p.name.as_str()));
         written += 1;
     }
@@ -395,55 +390,6 @@ fn group(parts: Vec<Part>, max_rows: u64) -> Vec<Vec<Part>> {
         }
     }
     groups
-}
-
-/// The rows of `group`'s files as one batch sorted by `(vehicle_id, ts, seq)`.
-fn merge(dir: &Path, group: &[Part]) -> Result<RecordBatch, ArchiveError> {
-    let mut batches = Vec::new();
-    for part in group {
-        let path = dir.join(&part.name);
-        let parquet_err = |source| ArchiveError::Parquet {
-            path: path.clone(),
-            source,
-        };
-        let file = File::open(&path).map_err(|e| ArchiveError::io(&path, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(parquet_err)?;
-        for batch in reader {
-            batches.push(batch.map_err(|e| ArchiveError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?);
-        }
-    }
-    let arrow = |e: arrow_schema::ArrowError| ArchiveError::Corrupt {
-        path: dir.to_owned(),
-        message: format!("merging: {e}"),
-    };
-    let schema = batches
-        .first()
-        .map(RecordBatch::schema)
-        .ok_or_else(|| arrow(arrow_schema::ArrowError::ComputeError("no rows".into())))?;
-    let all = arrow_select::concat::concat_batches(&schema, &batches).map_err(arrow)?;
-    let column = |name: &str| {
-        all.column_by_name(name)
-            .cloned()
-            .ok_or_else(|| arrow(arrow_schema::ArrowError::SchemaError(format!("no {name}"))))
-    };
-    let vehicle = arrow_cast::cast(&column("vehicle_id")?, &DataType::Utf8).map_err(arrow)?;
-    let keys = [vehicle, column("ts")?, column("seq")?].map(|values| arrow_ord::sort::SortColumn {
-        values,
-        options: Some(SortOptions::default()),
-    });
-    let order = arrow_ord::sort::lexsort_to_indices(&keys, None).map_err(arrow)?;
-    let columns = all
-        .columns()
-        .iter()
-        .map(|c| arrow_select::take::take(c, &order, None))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(arrow)?;
-    RecordBatch::try_new(schema, columns).map_err(arrow)
 }
 
 /// Swaps two directories in one step (`renameat2` with `RENAME_EXCHANGE`).
