@@ -119,7 +119,12 @@ impl Maintenance {
                             self.cannot_exchange = true;
                             return Ok(report);
                         }
-                        Err(Exchange::Failed(e)) => return Err(e),
+                        // One hour that cannot be merged (files of two schema versions, a
+                        // damaged file) must not hold the others back; it is tried again
+                        // when its directory changes.
+                        Err(Exchange::Failed(e)) => {
+                            tracing::warn!(hour = %dir.display(), error = %e, "cannot compact this hour; left as it is");
+                        }
                     }
                     // What the directory looks like now (after an exchange, the new one).
                     if let Ok(modified) = std::fs::metadata(&dir).and_then(|m| m.modified()) {
@@ -507,6 +512,47 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(names[0].starts_with("compacted-"), "{names:?}");
+    }
+
+    #[test]
+    fn an_hour_that_cannot_be_merged_does_not_hold_the_others_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = 1_700_000_000_000 / MS_PER_HOUR * MS_PER_HOUR - 6 * MS_PER_HOUR;
+        // Hour one: two files, one of them of another schema (a rejects file).
+        let odd = publish_files(dir.path(), first, 1);
+        let rejects = crate::writer::rows::Rows::Rejects(vec![crate::writer::rows::RejectRow {
+            topic: "fleet/van/gps".into(),
+            payload: bytes::Bytes::from_static(b"{"),
+            reason: "not JSON".into(),
+            received_at: first,
+        }])
+        .to_batch()
+        .unwrap();
+        let mut namer = crate::writer::file::FileNamer::new(0, 50);
+        crate::writer::file::publish(
+            &odd,
+            &mut namer,
+            &rejects,
+            &writer_properties(Table::Rejects),
+        )
+        .unwrap();
+        // Hour two: four good files.
+        publish_files(dir.path(), first + MS_PER_HOUR, 4);
+        let shared = shared(dir.path());
+        shared.covered.lock().unwrap().insert(0, 100);
+        let config = ArchiveConfig {
+            compact_delay: Duration::ZERO,
+            ..ArchiveConfig::new(dir.path())
+        };
+        let report = Maintenance::default()
+            .run(&shared, &config, first + 10 * MS_PER_HOUR)
+            .unwrap();
+        assert_eq!((report.hours_compacted, report.files_merged), (1, 4));
+        assert_eq!(
+            std::fs::read_dir(&odd).unwrap().count(),
+            2,
+            "left as it was"
+        );
     }
 
     #[test]
