@@ -379,7 +379,7 @@ mod tests {
         state
     }
 
-    /// Regression guard for issue 8, fewer shards after a restart: a session on two shards
+    /// Regression guard, fewer shards after a restart: a session on two shards
     /// (a crash during a takeover) was merged keeping the surviving shard's copy, even stale.
     #[test]
     fn merging_a_gone_shards_state_keeps_the_newest_copy_of_a_session() {

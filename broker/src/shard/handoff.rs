@@ -143,7 +143,7 @@ impl Shard {
 mod tests {
     use super::*;
 
-    /// Regression guard for issue 8: recovery kept whichever copy of a session registered
+    /// Regression guard: recovery kept whichever copy of a session registered
     /// first, which could be the stale one a takeover left behind.
     #[test]
     fn the_newest_copy_wins_whichever_registers_first() {

@@ -1,6 +1,6 @@
 //! A persistent session taken over by another shard survives a restart whole, and a crash in
 //! the middle of the takeover (both shards' logs holding a copy) recovers the newest copy
-//! (issue 8: "a SIGKILL at any moment loses no acknowledged message and no session").
+//! (a SIGKILL at any moment loses no acknowledged message and no session).
 //!
 //! The crash is reproduced by its result on disk, not by timing: the old shard's directory is
 //! put back as it was before the takeover, which is what its log holds until the new shard's
@@ -155,7 +155,7 @@ fn the_shard_a_session_left_removes_its_copy_once_the_new_one_is_durable() {
     stop(broker);
 }
 
-/// Regression guard for issue 8: a crash after the new shard's record of a taken-over session
+/// Regression guard: a crash after the new shard's record of a taken-over session
 /// is durable and before the old shard's removal is leaves a copy on each shard. Recovery must
 /// keep the newer one, with the subscription and messages the session got after the takeover,
 /// both when both shards run again and when one takes over the other's directory.
