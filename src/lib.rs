@@ -61,7 +61,10 @@ pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
     let archive = if archive_settings.enabled {
         let archive = ingest::Archive::open(archive_settings.to_ingest())?;
         // The reports over this archive judge excursions by the same rules as the dashboards.
-        write_rules(&archive_settings.data, &rules).map_err(StartError::Settings)?;
+        settings
+            .coldchain
+            .write_to_archive(&archive_settings.data)
+            .map_err(StartError::Settings)?;
         tracing::info!(data = %archive_settings.data.display(), topics = ?archive_settings.topics, "archive open");
         Some(archive)
     } else {
@@ -94,13 +97,4 @@ pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
             Err(e.into())
         }
     }
-}
-
-/// Writes `{data}/coldchain.json` (to a temporary name, then renamed over the old one).
-fn write_rules(data: &std::path::Path, rules: &str) -> Result<(), String> {
-    let path = data.join(telemetry::coldchain::FILE_NAME);
-    let temp = data.join(format!(".{}.tmp", telemetry::coldchain::FILE_NAME));
-    std::fs::write(&temp, rules)
-        .and_then(|()| std::fs::rename(&temp, &path))
-        .map_err(|e| format!("{}: {e}", path.display()))
 }

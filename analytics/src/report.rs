@@ -124,6 +124,17 @@ impl Default for ReportOptions {
     }
 }
 
+impl ReportOptions {
+    /// The band a vehicle's readings are judged by: `--band` if given, else the rules' band for
+    /// its first reading's setpoint; `None` without readings.
+    fn band_of(&self, samples: &[Sample]) -> Option<Band> {
+        self.band.or_else(|| {
+            let first = samples.first()?;
+            Some(self.rules.band_for(first.setpoint_c).into())
+        })
+    }
+}
+
 /// A report's result.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -177,10 +188,7 @@ pub fn run(
             let found: Vec<(&PerVehicle<Sample>, Band, Vec<excursions::Excursion>)> = series
                 .iter()
                 .filter_map(|s| {
-                    let band = opts.band.or_else(|| {
-                        let first = s.samples.first()?;
-                        Some(opts.rules.band_for(first.setpoint_c).into())
-                    })?;
+                    let band = opts.band_of(&s.samples)?;
                     Some((s, band, excursions::find(&s.samples, band)))
                 })
                 .collect();
@@ -240,11 +248,13 @@ fn summary_rows(
             .iter()
             .find(|s| s.vehicle_id == id)
             .map_or(&[][..], |s| &s.samples);
-        let band = opts.band.or_else(|| {
-            let first = samples.first()?;
-            Some(opts.rules.band_for(first.setpoint_c).into())
-        });
-        let s = summary::summarise(fixes, samples, band, &opts.trips, &opts.distance);
+        let s = summary::summarise(
+            fixes,
+            samples,
+            opts.band_of(samples),
+            &opts.trips,
+            &opts.distance,
+        );
         rows.push(vec![
             V::Str(id.to_owned()),
             V::round(s.distance_m, 1),

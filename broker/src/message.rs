@@ -29,6 +29,20 @@ pub struct Message {
 }
 
 impl Message {
+    /// A retained message of the broker's own (`$SYS` figures, what the embedding program
+    /// hands it): no publisher, no properties, no expiry.
+    pub fn own_retained(topic: ByteStr, payload: Bytes, qos: QoS) -> Message {
+        Message {
+            topic,
+            payload,
+            qos,
+            retain: true,
+            properties: None,
+            expires_at: None,
+            publisher: None,
+        }
+    }
+
     /// Builds the message a client's PUBLISH carries (topic alias already resolved).
     pub fn from_publish(publish: Publish, publisher: Option<ByteStr>, now: Instant) -> Message {
         let Publish {

@@ -378,15 +378,11 @@ async fn serve_shard(setup: ShardSetup) -> Result<(), BrokerError> {
     // Every replica applies them itself, before the shard takes clients.
     for (topic, payload) in &setup.extensions.retained {
         let topic = protocol::ByteStr::from(topic.as_str());
-        let message = crate::message::Message {
-            topic: topic.clone(),
-            payload: payload.clone(),
-            qos: protocol::QoS::AtLeastOnce,
-            retain: true,
-            properties: None,
-            expires_at: None,
-            publisher: None,
-        };
+        let message = crate::message::Message::own_retained(
+            topic.clone(),
+            payload.clone(),
+            protocol::QoS::AtLeastOnce,
+        );
         shard.apply_retain(topic, Some(message));
     }
     {

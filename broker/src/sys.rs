@@ -129,15 +129,8 @@ pub fn topics(total: &Snapshot, uptime: Duration) -> Vec<(String, String)> {
 pub fn publish(shard: &Rc<Shard>) {
     let total = Snapshot::total(&shard.all_snapshots());
     for (topic, value) in topics(&total, shard.started.elapsed()) {
-        let message = Message {
-            topic: ByteStr::from(topic),
-            payload: Bytes::from(value),
-            qos: QoS::AtMostOnce,
-            retain: true,
-            properties: None,
-            expires_at: None,
-            publisher: None,
-        };
+        let message =
+            Message::own_retained(ByteStr::from(topic), Bytes::from(value), QoS::AtMostOnce);
         let (topic, stored) = (message.topic.clone(), message.clone());
         shard.broadcast(|| ShardMsg::Retain {
             topic: topic.clone(),

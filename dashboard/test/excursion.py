@@ -16,7 +16,6 @@ Needs python3 (standard library only) and Chromium. Exit status 0 when every che
 
 import argparse
 import datetime
-import functools
 import json
 import os
 import subprocess
@@ -26,19 +25,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cdp import Browser  # noqa: E402
+from checks import check, log, outcome  # noqa: E402
 from mqttpub import Publisher  # noqa: E402
 
-log = functools.partial(print, flush=True)
 VEHICLE = "reefer-9"
 OTHER = "reefer-8"  # warm throughout: an alarm nobody acknowledges
 T0 = 1_736_157_600_000  # 2025-01-06 10:00 UTC
 EVERY = 30_000
 
 
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-    log(f"  ok: {msg}")
 
 
 def reading(k, temp):
@@ -151,8 +146,7 @@ def main():
     finally:
         browser.close()
         pub.close()
-    log("ok" if ok else "FAILED")
-    return 0 if ok else 1
+    return outcome(ok)
 
 
 if __name__ == "__main__":

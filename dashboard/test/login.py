@@ -17,7 +17,6 @@ Needs python3 (standard library only) and Chromium. Exit status 0 when every che
 """
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -26,15 +25,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cdp import Browser  # noqa: E402
+from checks import check, log, outcome  # noqa: E402
 from mqttpub import Publisher  # noqa: E402
 
-log = functools.partial(print, flush=True)
 
 
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-    log(f"  ok: {msg}")
 
 
 def login(page, user, password):
@@ -97,8 +92,7 @@ def main():
         pub.publish("fleet/truck-7/status", "", qos=1, retain=True)
         pub.wait_acks()
         pub.close()
-    log("ok" if ok else "FAILED")
-    return 0 if ok else 1
+    return outcome(ok)
 
 
 if __name__ == "__main__":

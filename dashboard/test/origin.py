@@ -21,8 +21,8 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cdp import Browser  # noqa: E402
+from checks import log, outcome  # noqa: E402
 
-log = functools.partial(print, flush=True)
 
 # Opens a WebSocket with subprotocol mqtt and says whether it opened.
 PROBE = """
@@ -72,8 +72,7 @@ def main():
     finally:
         browser.close()
         server.shutdown()
-    log("ok" if ok else "FAILED")
-    return 0 if ok else 1
+    return outcome(ok)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cdp import Browser  # noqa: E402
+from checks import CheckFailed, check, log  # noqa: E402
 from mqttpub import Publisher  # noqa: E402
 
 DASHBOARD = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,17 +49,6 @@ TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript"}  # 
 DEPOTS = [("Rotterdam", 51.905, 4.465), ("Amsterdam", 52.39, 4.86), ("Utrecht", 52.06, 5.09),
           ("Eindhoven", 51.45, 5.45), ("Antwerp", 51.24, 4.42), ("Ghent", 51.06, 3.71),
           ("Breda", 51.58, 4.80), ("Nijmegen", 51.83, 5.84)]
-log = functools.partial(print, flush=True)
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise CheckFailed(msg)
-    log(f"  ok: {msg}")
 
 
 def free_port():

@@ -7,18 +7,14 @@
 //! after, and the process's peak resident memory.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::env;
 use ingest::{Archive, ArchiveConfig, Record, WalPosition};
 
 const HOUR: i64 = 3_600_000;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

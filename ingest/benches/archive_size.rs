@@ -8,22 +8,18 @@
 //! and bloom filters included), and the JSON-to-Parquet rate on one writer thread.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
+use common::env;
 use ingest::{Archive, ArchiveConfig, Record, WalPosition};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use simulator::{Event, Fleet, ModelConfig};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let vehicles = env("VEHICLES", 200) as usize;

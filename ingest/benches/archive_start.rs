@@ -9,22 +9,18 @@
 //! every file is read once), and with it again; and prints the index's size.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
 };
 
+use common::env;
 use ingest::{Archive, ArchiveConfig, Record, WalPosition};
 
 const T0: i64 = 1_704_067_200_000; // 2024-01-01 00:00 UTC
 const HOUR: i64 = 3_600_000;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn config(data: &PathBuf) -> ArchiveConfig {
     ArchiveConfig {

@@ -97,10 +97,10 @@ impl Epoch {
     }
 
     fn mark(&mut self, seq: u64) {
-        if seq == self.run.1 + 1 {
+        if seq.checked_sub(1) == Some(self.run.1) {
             self.run.1 = seq;
             self.mark_up();
-        } else if seq + 1 == self.run.0 {
+        } else if seq.checked_add(1) == Some(self.run.0) {
             self.run.0 = seq;
             while self.run.0 > 0 && self.others.remove(self.run.0 - 1) {
                 self.run.0 -= 1;
@@ -124,7 +124,7 @@ impl Epoch {
     }
 
     fn mark_up(&mut self) {
-        while self.others.remove(self.run.1 + 1) {
+        while self.run.1 < u64::MAX && self.others.remove(self.run.1 + 1) {
             self.run.1 += 1;
         }
     }

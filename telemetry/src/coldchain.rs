@@ -110,6 +110,19 @@ impl ColdChainRules {
         Ok(rules)
     }
 
+    /// Writes the rules beside the archive at `data_dir` ([`FILE_NAME`]), replacing the file
+    /// in one rename, for the reports over that archive ([`ColdChainRules::of_archive`]).
+    ///
+    /// # Errors
+    /// The file cannot be written, naming it.
+    pub fn write_to_archive(&self, data_dir: &std::path::Path) -> Result<(), String> {
+        let path = data_dir.join(FILE_NAME);
+        let temp = data_dir.join(format!(".{FILE_NAME}.tmp"));
+        std::fs::write(&temp, self.to_json())
+            .and_then(|()| std::fs::rename(&temp, &path))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// The rules of the archive at `data_dir` (its `coldchain.json`, which the broker writes),
     /// or the defaults when it has none.
     ///
@@ -138,6 +151,20 @@ mod tests {
         assert_eq!(rules.band_for(-18.0), rules.frozen);
         assert!(rules.band_for(4.0).contains(8.0) && !rules.band_for(4.0).contains(8.1));
         assert_eq!(ColdChainRules::from_json(&rules.to_json()).unwrap(), rules);
+        let dir = std::env::temp_dir().join(format!("coldchain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(
+            ColdChainRules::of_archive(&dir).unwrap(),
+            rules,
+            "none written: defaults"
+        );
+        let cold = ColdChainRules {
+            alarm_after_s: 300,
+            ..rules
+        };
+        cold.write_to_archive(&dir).unwrap();
+        assert_eq!(ColdChainRules::of_archive(&dir).unwrap(), cold);
+        std::fs::remove_dir_all(&dir).unwrap();
         let bad = r#"{"chilled":{"low_c":8,"high_c":2}}"#;
         assert!(ColdChainRules::from_json(bad)
             .unwrap_err()

@@ -154,49 +154,39 @@ impl Writer {
         record: &Record,
         now: Instant,
     ) -> Option<PartitionKey> {
-        let admitted = match classify(record) {
-            Classified::Gps(vehicle, gps) => self.admit(vehicle, gps.seq, gps.ts).map(|vehicle| {
-                let key = PartitionKey::of(Table::Gps, gps.ts);
-                let received_at = record.received_at_ms;
-                let row = GpsRow {
-                    vehicle,
-                    gps,
-                    received_at,
-                };
-                (key, Row::Gps(row))
-            }),
-            Classified::Reefer(vehicle, reefer) => {
-                self.admit(vehicle, reefer.seq, reefer.ts).map(|vehicle| {
-                    let key = PartitionKey::of(Table::Reefer, reefer.ts);
-                    let received_at = record.received_at_ms;
-                    let row = ReeferRow {
+        let received_at = record.received_at_ms;
+        let (key, row) = match classify(record) {
+            Classified::Gps(vehicle, gps) => match self.admit(vehicle, gps.seq, gps.ts) {
+                Admission::Archive(vehicle) => (
+                    PartitionKey::of(Table::Gps, gps.ts),
+                    Row::Gps(GpsRow {
+                        vehicle,
+                        gps,
+                        received_at,
+                    }),
+                ),
+                Admission::Duplicate => return None,
+                Admission::Reject(reason) => reject_row(record, reason),
+            },
+            Classified::Reefer(vehicle, reefer) => match self.admit(vehicle, reefer.seq, reefer.ts)
+            {
+                Admission::Archive(vehicle) => (
+                    PartitionKey::of(Table::Reefer, reefer.ts),
+                    Row::Reefer(ReeferRow {
                         vehicle,
                         reefer,
                         received_at,
-                    };
-                    (key, Row::Reefer(row))
-                })
-            }
+                    }),
+                ),
+                Admission::Duplicate => return None,
+                Admission::Reject(reason) => reject_row(record, reason),
+            },
             Classified::Skip => {
                 add(&self.shared.counters.skipped, 1);
                 add(&self.shared.counters.settled, 1);
                 return None;
             }
-            Classified::Reject(reason) => Err(Some(reason)),
-        };
-        let (key, row) = match admitted {
-            Ok(admitted) => admitted,
-            // A duplicate, settled.
-            Err(None) => return None,
-            Err(Some(reason)) => (
-                PartitionKey::of(Table::Rejects, record.received_at_ms),
-                Row::Reject(RejectRow {
-                    topic: String::from_utf8_lossy(&record.topic).into_owned(),
-                    payload: record.payload.clone(),
-                    reason,
-                    received_at: record.received_at_ms,
-                }),
-            ),
+            Classified::Reject(reason) => reject_row(record, reason),
         };
         let part = self.partitions.entry(key).or_insert_with(|| Partition {
             rows: Rows::new(key.table),
@@ -230,10 +220,8 @@ impl Writer {
         (part.rows.len() >= self.rotate_rows || part.bytes >= self.rotate_bytes).then_some(key)
     }
 
-    /// Asks the exactly-once index about a reading: its interned vehicle id when it is to be
-    /// archived, `Err(None)` for a duplicate (counted and settled here), `Err(Some(reason))`
-    /// for one that goes to `rejects/`.
-    fn admit(&mut self, vehicle: &str, seq: u64, ts: i64) -> Result<Arc<str>, Option<String>> {
+    /// Asks the exactly-once index about a reading (a duplicate is counted and settled here).
+    fn admit(&mut self, vehicle: &str, seq: u64, ts: i64) -> Admission {
         let epochs = self.dedup.epochs_started();
         match self.dedup.admit(vehicle, seq, ts) {
             Verdict::New(vehicle) => {
@@ -242,19 +230,19 @@ impl Writer {
                     &self.shared.counters.epochs,
                     self.dedup.epochs_started() - epochs,
                 );
-                Ok(vehicle)
+                Admission::Archive(vehicle)
             }
             Verdict::Duplicate => {
                 add(&self.shared.counters.duplicates, 1);
                 add(&self.shared.counters.settled, 1);
-                Err(None)
+                Admission::Duplicate
             }
-            Verdict::BeyondWindow { newest } => Err(Some(format!(
+            Verdict::BeyondWindow { newest } => Admission::Reject(format!(
                 "seq {seq} is {} below the newest seq of {vehicle} ({newest}): older than the \
                  exactly-once window of {WINDOW}, so whether it is archived already cannot be \
                  told; kept here rather than risk archiving it twice",
                 newest - seq
-            ))),
+            )),
         }
     }
 
@@ -416,6 +404,29 @@ impl Writer {
             self.shared.progress.report(self.id, *shard, safe);
         }
     }
+}
+
+/// What becomes of a reading.
+enum Admission {
+    /// Archived, with the interned vehicle id.
+    Archive(Arc<str>),
+    /// Already archived: settled.
+    Duplicate,
+    /// Kept in `rejects/` with this reason.
+    Reject(String),
+}
+
+/// The `rejects/` row of `record`, with the reason it was refused.
+fn reject_row(record: &Record, reason: String) -> (PartitionKey, Row) {
+    (
+        PartitionKey::of(Table::Rejects, record.received_at_ms),
+        Row::Reject(RejectRow {
+            topic: String::from_utf8_lossy(&record.topic).into_owned(),
+            payload: record.payload.clone(),
+            reason,
+            received_at: record.received_at_ms,
+        }),
+    )
 }
 
 enum Row {
